@@ -1,0 +1,53 @@
+# dialgate — `make run` starts the whole system on this host; `make test` sets up and tests everything.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UPY := $(abspath $(VENV)/bin/micropython)
+# The board budget: ~100 KB of Python heap on a Pico W / ESP32 (docs/architecture.md).
+UPY_HEAP ?= 128K
+BOARD ?= pico_w
+PORT ?=
+STAMP := $(VENV)/.installed
+
+.PHONY: all venv run test test-py test-upy lint bench flash console clean
+
+all: test
+
+$(STAMP): requirements.txt requirements-stubs.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --target $(VENV)/stubs/rp2 micropython-rp2-stubs==1.29.0.post1 micropython-stdlib-stubs==1.29.0.post2
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --target $(VENV)/stubs/esp32 micropython-esp32-stubs==1.29.0.post1 micropython-stdlib-stubs==1.29.0.post2
+	@touch $@
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m host_tools.run_host
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check firmware host_tools tests
+	$(PY) -m host_tools.lint_firmware
+	$(PY) -m host_tools.lint_firmware --typecheck rp2 --stubs $(VENV)/stubs/rp2
+	$(PY) -m host_tools.lint_firmware --typecheck esp32 --stubs $(VENV)/stubs/esp32
+
+test-py: $(STAMP)
+	$(PY) -m pytest -q tests
+
+test-upy: $(STAMP)
+	$(PY) -m host_tools.upy_test --micropython $(UPY) --heap $(UPY_HEAP)
+
+test: lint test-py test-upy
+
+bench: $(STAMP)
+	$(PY) -m host_tools.bench
+
+flash: $(STAMP)
+	$(PY) -m host_tools.deploy --board $(BOARD) $(if $(PORT),--port $(PORT))
+
+console: $(STAMP)
+	$(PY) -m host_tools.console_client $(if $(PORT),--port $(PORT))
+
+clean:
+	rm -rf build run .pytest_cache

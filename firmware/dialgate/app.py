@@ -1,0 +1,175 @@
+"""The gateway process: read config, start listeners and console, run until stopped.
+
+Same program on both runtimes: `python3 -m dialgate --config FILE` and
+`micropython firmware/main.py --config FILE` both land in `main(argv)`.
+"""
+
+import asyncio
+import sys
+
+from . import compat, config, log
+from .console import Commands, ConsoleSession, add_base_commands
+from .net import Net
+from .proto import Session
+
+VERSION = "0.1.0"
+
+USAGE = """usage: dialgate --config FILE [--board PROFILE] [--check]
+  --config FILE     JSON configuration (see docs/config.md)
+  --board PROFILE   board profile name or path (default: the config's "profile")
+  --check           check the configuration and exit"""
+
+
+class NotYetSession(Session):
+    """Listener placeholder for a protocol not built yet: a temporary refusal."""
+
+    def __init__(self, peer, reply):
+        Session.__init__(self, peer)
+        self.reply = reply
+        self.closing = True
+
+    def greeting(self):
+        return self.reply
+
+
+class Gateway:
+    """What the running gateway holds: config, transport, console table, state."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.net = Net(cfg["board.buffer"], cfg["net.max_connections"])
+        self.commands = Commands()
+        add_base_commands(self.commands)
+        self.started = compat.ticks_ms()
+        self.link = None  # set by the link layer; None = no link configured yet
+        self.stopping = None
+        self.tasks = []
+
+    def uptime_s(self):
+        return compat.ticks_diff(compat.ticks_ms(), self.started) // 1000
+
+    def link_state(self):
+        if self.link is None:
+            return "down (%s link not started)" % self.cfg["link.type"]
+        return self.link.describe()
+
+    def status_lines(self):
+        compat.gc_collect()
+        n = self.net
+        kinds = {}
+        for c in n.conns:
+            kinds[c.kind] = kinds.get(c.kind, 0) + 1
+        per = ", ".join(["%s %d" % (k, kinds[k]) for k in sorted(kinds)])
+        free = compat.disk_free(self.cfg["spool.path"])
+        return [
+            "version: %s" % VERSION,
+            "uptime: %ds" % self.uptime_s(),
+            "heap: used %d free %d" % (compat.mem_alloc(), compat.mem_free()),
+            "connections: %d of %d%s" % (len(n.conns), n.max_connections, (" (" + per + ")") if per else ""),
+            "link: %s" % self.link_state(),
+            "spool: %s free %d" % (self.cfg["spool.path"], free),
+            "listening: %s" % ", ".join(n.listening),
+        ]
+
+    async def start(self):
+        cfg = self.cfg
+        compat.makedirs(cfg["spool.path"])
+        host = cfg["hostname"]
+        smtp_refusal = ("421 4.3.2 %s SMTP service not available yet\r\n" % host).encode()
+        pop_refusal = b"-ERR [SYS/TEMP] POP3 service not available yet\r\n"
+        for h, p in cfg.addrs("smtp.listen"):
+            await self._listen("smtp", h, p, lambda peer: NotYetSession(peer, smtp_refusal))
+        for h, p in cfg.addrs("pop3.listen"):
+            await self._listen("pop3", h, p, lambda peer: NotYetSession(peer, pop_refusal))
+        for h, p in cfg.addrs("console.listen"):
+            await self._listen("console", h, p, lambda peer: ConsoleSession(peer, self, self.commands))
+        if cfg["console.stdin"]:
+            self.tasks.append(asyncio.create_task(self._stdin_console()))
+        for line in self.net.listening:
+            log.info("listening: %s", line)
+
+    async def _listen(self, kind, host, port, factory):
+        try:
+            await self.net.listen(kind, host, port, factory)
+        except OSError as e:
+            raise StartError("%s.listen: cannot listen on %s:%d (%s)" % (kind, host, port, e))
+
+    async def _stdin_console(self):
+        stream = compat.stdin_stream()
+        if stream is None:
+            log.warn("console.stdin: this runtime has no asyncio stdin; use console.listen")
+            return
+        await self.net.serve(stream, lambda peer: ConsoleSession(peer, self, self.commands, b"\n"), "console")
+
+    async def run(self):
+        self.stopping = asyncio.Event()
+        await self.start()
+        compat.install_stop(self.stopping.set)
+        log.info("dialgate %s up as %s (%s profile)", VERSION, self.cfg["hostname"], self.cfg["board.name"])
+        ticker = asyncio.create_task(self._tick())
+        try:
+            await self.stopping.wait()
+        finally:
+            log.info("stopping")
+            ticker.cancel()
+            for t in self.tasks:
+                t.cancel()
+            await self.net.close()
+            log.LOG.flush()
+
+    async def _tick(self):
+        while True:
+            await asyncio.sleep(5)
+            log.LOG.flush()
+
+
+class StartError(Exception):
+    pass
+
+
+def parse_args(argv):
+    opts = {"config": None, "board": None, "check": False}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-h", "--help"):
+            print(USAGE)
+            compat.exit(0)
+        elif a == "--check":
+            opts["check"] = True
+        elif a in ("--config", "--board") and i + 1 < len(argv):
+            opts[a[2:]] = argv[i + 1]
+            i += 1
+        else:
+            _die("argument %s: not understood\n%s" % (a, USAGE))
+        i += 1
+    if not opts["config"]:
+        _die("--config FILE is required\n%s" % USAGE)
+    return opts
+
+
+def _die(msg):
+    sys.stderr.write("dialgate: %s\n" % msg)
+    compat.exit(2)
+
+
+def main(argv):
+    opts = parse_args(argv)
+    try:
+        cfg = config.load(opts["config"], opts["board"])
+    except config.ConfigError as e:
+        _die("config: %s" % e)
+        return
+    if opts["check"]:
+        print("config ok")
+        return
+    log.LOG.configure(cfg["log.level"], cfg["log.file"], cfg["log.max_bytes"], cfg["log.console"])
+    gw = Gateway(cfg)
+    try:
+        asyncio.run(gw.run())
+    except StartError as e:
+        _die(str(e))
+    except KeyboardInterrupt:
+        log.info("interrupted")
+    finally:
+        log.LOG.close()

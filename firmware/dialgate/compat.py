@@ -1,0 +1,313 @@
+"""The one module that knows which runtime it is on (CPython or MicroPython).
+
+Every other firmware module imports runtime differences from here; lint fails
+if any other module tests `sys.implementation` or catches `ImportError`.
+"""
+
+import gc
+import os
+import sys
+import time
+
+MICROPYTHON = sys.implementation.name == "micropython"
+
+try:
+    from micropython import const  # type: ignore
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+# ---- clocks: ticks for intervals, wall time only for calendars ----------
+
+if hasattr(time, "ticks_ms"):
+    ticks_ms = time.ticks_ms  # type: ignore
+    ticks_diff = time.ticks_diff  # type: ignore
+    ticks_add = time.ticks_add  # type: ignore
+else:
+    _t0 = time.monotonic()  # type: ignore
+
+    def ticks_ms():
+        return int((time.monotonic() - _t0) * 1000)  # type: ignore
+
+    def ticks_diff(a, b):
+        return a - b
+
+    def ticks_add(a, delta):
+        return a + delta
+
+
+def sleep_ms(ms):
+    if hasattr(time, "sleep_ms"):
+        time.sleep_ms(ms)  # type: ignore
+    else:
+        time.sleep(ms / 1000)
+
+
+def wall_time():
+    """Seconds since the Unix epoch (may be wrong on a board before the clock is set)."""
+    t = time.time()
+    if MICROPYTHON and t < 946684800:
+        # MicroPython ports with a 2000 epoch: report Unix seconds everywhere.
+        t += 946684800
+    return int(t)
+
+
+# ---- files ----------------------------------------------------------------
+
+_os_fsync = getattr(os, "fsync", None)
+_os_replace = getattr(os, "replace", None)
+
+
+def fsync(f):
+    """Flush a file object and, where the runtime can, force it to stable storage.
+
+    MicroPython has no os.fsync: littlefs/FAT commit on flush/close.
+    """
+    f.flush()
+    if _os_fsync is not None:
+        _os_fsync(f.fileno())
+
+
+def sync_dir(path):
+    """Make a rename/creation in directory `path` durable (POSIX only; a no-op elsewhere)."""
+    if _os_fsync is None:
+        return
+    fd = os.open(path, getattr(os, "O_RDONLY", 0))
+    try:
+        _os_fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace(src, dst):
+    """Atomically rename src over dst.
+
+    CPython: os.replace. MicroPython: littlefs rename replaces atomically; on a
+    VFS that refuses to rename over an existing file we remove first (the caller's
+    recovery must tolerate a missing dst with src still present).
+    """
+    if _os_replace is not None:
+        _os_replace(src, dst)
+        return
+    try:
+        os.rename(src, dst)
+    except OSError:
+        try:
+            os.remove(dst)
+        except OSError:
+            pass
+        os.rename(src, dst)
+
+
+def exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def is_dir(path):
+    try:
+        return os.stat(path)[0] & 0x4000 != 0
+    except OSError:
+        return False
+
+
+def makedirs(path):
+    """mkdir -p (MicroPython's os has no makedirs)."""
+    if not path or is_dir(path):
+        return
+    parent = path.rsplit("/", 1)[0] if "/" in path.rstrip("/") else ""
+    if parent and parent != path:
+        makedirs(parent)
+    try:
+        os.mkdir(path)
+    except OSError:
+        if not is_dir(path):
+            raise
+
+
+def listdir(path):
+    return os.listdir(path)
+
+
+def file_size(path):
+    return os.stat(path)[6]
+
+
+def disk_free(path):
+    """Free bytes available to us on the filesystem holding `path`, or -1 if unknown."""
+    st = getattr(os, "statvfs", None)
+    if st is None:
+        return -1
+    try:
+        s = st(path)
+    except OSError:
+        return -1
+    return s[0] * s[4]
+
+
+def urandom(n):
+    return os.urandom(n)
+
+
+# ---- memory and errors -----------------------------------------------------
+
+
+def gc_collect():
+    gc.collect()
+
+
+def mem_alloc():
+    """Heap bytes in use: the GC heap on MicroPython, resident set size on CPython."""
+    f = getattr(gc, "mem_alloc", None)
+    if f is not None:
+        return f()
+    return _rss()
+
+
+def mem_free():
+    """Heap bytes free on MicroPython; -1 on CPython (no fixed heap)."""
+    f = getattr(gc, "mem_free", None)
+    if f is not None:
+        return f()
+    return -1
+
+
+def _rss():
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+    except (OSError, ValueError):
+        return -1
+
+
+def print_exc(exc, file=None):
+    out = file or sys.stderr
+    pe = getattr(sys, "print_exception", None)
+    if pe is not None:
+        pe(exc, out)
+        return
+    import traceback
+
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=out)
+
+
+def exc_text(exc):
+    """One line naming an exception, for logs and `451` replies."""
+    return "%s: %s" % (type(exc).__name__, exc)
+
+
+# ---- asyncio streams ---------------------------------------------------------
+
+import asyncio  # noqa: E402  (both runtimes have it; only net.py drives it)
+
+
+def peer_of(stream):
+    """(ip, port) of a stream's remote end on either runtime."""
+    try:
+        pn = stream.get_extra_info("peername")
+    except (AttributeError, OSError):
+        return ("?", 0)
+    if isinstance(pn, tuple):
+        return (pn[0], pn[1])
+    # MicroPython unix port: raw struct sockaddr_in
+    if pn and len(pn) >= 8 and pn[0] == 2:
+        return ("%d.%d.%d.%d" % (pn[4], pn[5], pn[6], pn[7]), (pn[2] << 8) | pn[3])
+    return ("?", 0)
+
+
+class _CPythonStream:
+    """Gives CPython's (reader, writer) pair the MicroPython Stream subset:
+    readinto, write, drain, close, wait_closed, get_extra_info."""
+
+    def __init__(self, reader, writer):
+        self._r = reader
+        self._w = writer
+
+    async def readinto(self, buf):
+        data = await self._r.read(len(buf))
+        n = len(data)
+        buf[:n] = data
+        return n
+
+    async def read(self, n):
+        return await self._r.read(n)
+
+    def write(self, data):
+        self._w.write(data)
+
+    async def drain(self):
+        await self._w.drain()
+
+    def close(self):
+        self._w.close()
+
+    async def wait_closed(self):
+        try:
+            await self._w.wait_closed()
+        except (OSError, asyncio.CancelledError):
+            pass
+
+    def get_extra_info(self, name):
+        return self._w.get_extra_info(name)
+
+
+if MICROPYTHON:
+
+    async def start_server(cb, host, port, backlog=5):
+        async def wrap(reader, _writer):  # MicroPython: one Stream object, passed twice
+            await cb(reader)
+
+        return await asyncio.start_server(wrap, host, port, backlog)
+
+    async def open_connection(host, port):
+        r, _w = await asyncio.open_connection(host, port)
+        return r
+
+    async def wait_closed(stream):
+        try:
+            await stream.wait_closed()
+        except OSError:
+            pass
+
+else:
+
+    async def start_server(cb, host, port, backlog=5):
+        async def wrap(reader, writer):
+            await cb(_CPythonStream(reader, writer))
+
+        return await asyncio.start_server(wrap, host, port, backlog=backlog, reuse_address=True)  # pyright: ignore[reportCallIssue]
+
+    async def open_connection(host, port):
+        r, w = await asyncio.open_connection(host, port)
+        return _CPythonStream(r, w)
+
+    async def wait_closed(stream):
+        await stream.wait_closed()
+
+
+def stdin_stream():
+    """An asyncio stream over the console UART / stdin, or None where the runtime cannot."""
+    if MICROPYTHON:
+        return asyncio.StreamReader(sys.stdin)  # type: ignore
+    return None
+
+
+def install_stop(callback):
+    """Call `callback()` on SIGTERM/SIGINT where the runtime has signals (CPython)."""
+    if MICROPYTHON:
+        return False
+    import signal
+
+    loop = asyncio.get_event_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # pyright: ignore[reportAttributeAccessIssue]
+        loop.add_signal_handler(sig, callback)
+    return True
+
+
+def exit(code):
+    sys.exit(code)

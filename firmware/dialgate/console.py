@@ -1,0 +1,146 @@
+"""The admin console: one command per line, every reply ends with `OK` or `ERR <reason>`.
+
+Sans-IO: `ConsoleSession` is a proto.Session served by `net` over TCP on a host
+or over the UART/stdin on a board. Commands live in one table; each feature
+adds its rows with `Commands.add()` when the gateway starts.
+"""
+
+from . import log
+from .proto import Session
+
+
+class CommandError(Exception):
+    """Raised by a command to answer `ERR <reason>`."""
+
+
+class Commands:
+    """The command table: "word" or "word sub" -> (handler, usage, summary).
+
+    A handler is `fn(gw, args)` with `args` the list of remaining words; it
+    returns a list of text lines (may be empty) or raises CommandError.
+    `secret` commands have their arguments kept out of the log.
+    """
+
+    def __init__(self):
+        self.table = {}
+        self.secret = {}
+
+    def add(self, name, fn, usage, summary, secret=False):
+        self.table[name] = (fn, usage, summary)
+        if secret:
+            self.secret[name] = True
+
+    def find(self, words):
+        if len(words) >= 2:
+            two = words[0] + " " + words[1]
+            if two in self.table:
+                return two, words[2:]
+        if words[0] in self.table:
+            return words[0], words[1:]
+        return None, None
+
+    def run(self, gw, line):
+        """Execute one command line -> list of reply lines ending in OK / ERR."""
+        words = line.split()
+        if not words:
+            return []
+        name, args = self.find(words)
+        if name is None:
+            log.info("console: unknown command %s", words[0][:32])
+            return ["ERR unknown command %s (try help)" % words[0][:32]]
+        if name in self.secret:
+            log.info("console: %s", name)
+        else:
+            log.info("console: %s", line[:120])
+        try:
+            out = self.table[name][0](gw, args)
+        except CommandError as e:
+            return ["ERR %s" % e]
+        except Exception as e:  # a broken command must not kill the console
+            log.exception("console " + name, e)
+            return ["ERR internal error: %s" % type(e).__name__]
+        out = list(out or [])
+        out.append("OK")
+        return out
+
+
+class ConsoleSession(Session):
+    max_line = 512
+    timeout_ms = 3600000  # an operator may leave the console open a long while
+
+    def __init__(self, peer, gw, commands, eol=b"\r\n"):
+        Session.__init__(self, peer)
+        self.gw = gw
+        self.commands = commands
+        self.eol = eol
+
+    def greeting(self):
+        return self._lines(["dialgate console on %s, `help` lists commands" % self.gw.cfg["hostname"], "OK"])
+
+    def _lines(self, lines):
+        eol = self.eol
+        return eol.join([x.encode() for x in lines]) + eol
+
+    def on_line(self, line):
+        try:
+            text = line.decode()
+        except UnicodeError:
+            return self._lines(["ERR not UTF-8 text"])
+        text = text.strip()
+        if text in ("quit", "exit"):
+            self.closing = True
+            return self._lines(["bye", "OK"])
+        out = self.commands.run(self.gw, text)
+        if not out:
+            return None
+        return self._lines(out)
+
+    def on_overflow(self):
+        return self._lines(["ERR line too long (max %d octets)" % self.max_line])
+
+
+def need(args, n, usage):
+    if len(args) < n:
+        raise CommandError("usage: " + usage)
+
+
+def cmd_help(gw, args):
+    table = gw.commands.table
+    names = sorted(table)
+    if args:
+        want = " ".join(args)
+        if want not in table:
+            raise CommandError("no command %s" % want)
+        return [table[want][1], "  " + table[want][2]]
+    width = 0
+    for n in names:
+        width = max(width, len(table[n][1]))
+    return [table[n][1] + " " * (width - len(table[n][1]) + 2) + table[n][2] for n in names]
+
+
+def cmd_log(gw, args):
+    n = 20
+    if args:
+        if not args[0].isdigit() or not 0 < int(args[0]) <= 1000:
+            raise CommandError("N must be a number from 1 to 1000")
+        n = int(args[0])
+    lines = log.LOG.tail(n)
+    if not log.LOG.path:
+        lines.append("(log.file is not set: nothing kept on flash)")
+    return lines
+
+
+def cmd_config_get(gw, args):
+    need(args, 1, "config get KEY")
+    key = args[0]
+    try:
+        return ["%s = %s" % (key, gw.cfg.show(key))]
+    except KeyError:
+        raise CommandError("unknown key %s" % key)
+
+
+def add_base_commands(commands):
+    commands.add("help", cmd_help, "help [COMMAND]", "list commands, or show one")
+    commands.add("status", lambda gw, a: gw.status_lines(), "status", "uptime, heap, connections, link, spool")
+    commands.add("log", cmd_log, "log [N]", "the last N log lines (default 20)")
+    commands.add("config get", cmd_config_get, "config get KEY", "show one configuration value")

@@ -1,0 +1,183 @@
+"""The only module that drives asyncio: listeners, framing, deadlines, closes.
+
+Each connection gets one preallocated buffer filled with `readinto`; lines are
+framed in place and bounded by the session's `max_line`, so a peer that sends
+megabytes without CRLF costs no memory beyond the buffer. One watchdog task
+checks every session's idle deadline.
+"""
+
+import asyncio
+
+from . import compat, log
+from .proto import Framer, busy_reply
+
+WATCHDOG_MS = compat.const(1000)
+
+
+class Conn:
+    __slots__ = ("stream", "session", "task", "last", "kind")
+
+    def __init__(self, stream, session, kind):
+        self.stream = stream
+        self.session = session
+        self.kind = kind
+        self.task = asyncio.current_task()
+        self.last = compat.ticks_ms()
+
+
+class Net:
+    """Listeners and sessions for the whole gateway.
+
+    `buffer_size`: octets per connection (board profile `board.buffer`).
+    `max_connections`: total sessions across all listeners (`net.max_connections`).
+    """
+
+    def __init__(self, buffer_size=1024, max_connections=8):
+        self.buffer_size = buffer_size
+        self.max_connections = max_connections
+        self.conns = []
+        self.servers = []
+        self.listening = []  # "kind host:port" strings for status
+        self._watchdog = None
+
+    async def listen(self, kind, host, port, factory):
+        """Accept connections on host:port; `factory(peer)` makes a proto.Session."""
+
+        async def accept(stream):
+            await self.serve(stream, factory, kind)
+
+        srv = await compat.start_server(accept, host, port, 5)
+        self.servers.append(srv)
+        self.listening.append("%s %s:%d" % (kind, host, port))
+        if self._watchdog is None:
+            self._watchdog = asyncio.create_task(self._watch())
+        return srv
+
+    def count(self, kind=None):
+        if kind is None:
+            return len(self.conns)
+        return len([c for c in self.conns if c.kind == kind])
+
+    async def close(self):
+        for s in self.servers:
+            s.close()
+        for s in self.servers:
+            try:
+                await s.wait_closed()
+            except (OSError, asyncio.CancelledError):
+                pass
+        self.servers = []
+        for c in list(self.conns):
+            if c.task is not None:
+                c.task.cancel()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    async def _watch(self):
+        while True:
+            await asyncio.sleep(WATCHDOG_MS / 1000)
+            now = compat.ticks_ms()
+            for c in list(self.conns):
+                if compat.ticks_diff(now, c.last) > c.session.timeout_ms:
+                    log.info("%s %s:%d idle timeout", c.kind, c.session.peer[0], c.session.peer[1])
+                    msg = c.session.on_timeout()
+                    try:
+                        if msg:
+                            c.stream.write(msg)
+                    except OSError:
+                        pass
+                    c.session.closing = True
+                    if c.task is not None:
+                        c.task.cancel()
+
+    async def serve(self, stream, factory, kind):
+        peer = compat.peer_of(stream)
+        if len(self.conns) >= self.max_connections:
+            log.warn("%s %s:%d refused: %d connections open", kind, peer[0], peer[1], len(self.conns))
+            try:
+                stream.write(busy_reply(kind))
+                await stream.drain()
+            except OSError:
+                pass
+            stream.close()
+            await compat.wait_closed(stream)
+            return
+        session = None
+        conn = None
+        try:
+            session = factory(peer)
+            conn = Conn(stream, session, kind)
+            self.conns.append(conn)
+            log.debug("%s %s:%d connected", kind, peer[0], peer[1])
+            await self._run(conn)
+        except asyncio.CancelledError:
+            pass
+        except OSError as e:
+            log.debug("%s %s:%d %s", kind, peer[0], peer[1], compat.exc_text(e))
+        except Exception as e:  # a bug in one session must not stop the gateway
+            log.exception("%s session crashed" % kind, e)
+        finally:
+            if conn is not None:
+                self.conns.remove(conn)
+            if session is not None:
+                try:
+                    session.on_close()
+                except Exception as e:
+                    log.exception("%s on_close" % kind, e)
+            try:
+                await stream.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            stream.close()
+            try:
+                await compat.wait_closed(stream)
+            except asyncio.CancelledError:
+                pass
+
+    async def _flush(self, conn, obuf):
+        """Drain output, stream the session's producer if any, honour pause_ms."""
+        s = conn.session
+        st = conn.stream
+        await st.drain()
+        p = s.producer
+        if p is not None:
+            omv = memoryview(obuf)
+            while True:
+                n = p.fill(obuf)
+                if not n:
+                    break
+                st.write(omv[:n])
+                await st.drain()
+                conn.last = compat.ticks_ms()
+            s.producer = None
+            r = s.take_reply()
+            if r:
+                st.write(r)
+                await st.drain()
+        if s.pause_ms:
+            ms = s.pause_ms
+            s.pause_ms = 0
+            await asyncio.sleep(ms / 1000)
+
+    async def _run(self, conn):
+        s = conn.session
+        st = conn.stream
+        fr = Framer(s, self.buffer_size)
+        obuf = None
+        g = s.greeting()
+        if g:
+            st.write(g)
+            await st.drain()
+        while not s.closing:
+            n = await st.readinto(fr.space())
+            if not n:
+                s.on_eof()
+                break
+            conn.last = compat.ticks_ms()
+            fr.received(n)
+            while fr.process(st.write):
+                if obuf is None:
+                    obuf = bytearray(self.buffer_size)
+                await self._flush(conn, obuf)
+            await st.drain()

@@ -1,0 +1,137 @@
+"""The contract between a sans-IO protocol session and the transport (`net`).
+
+A protocol module (SMTP, POP3, console) subclasses `Session` and never touches
+sockets, asyncio or the clock: `net` reads into one preallocated buffer, frames
+lines (bounded by `max_line`), calls the methods below, writes what they
+return, and owns every timeout and close.
+"""
+
+
+class Session:
+    # Longest line accepted in line mode, in octets including CRLF. Longer lines
+    # get on_overflow()'s reply once and are discarded up to the next LF, so
+    # the session stays in sync whatever the client sends.
+    max_line = 512
+    # Idle deadline in milliseconds; a protocol may change it per state.
+    timeout_ms = 300000
+
+    def __init__(self, peer):
+        self.peer = peer  # (ip, port)
+        self.raw = False  # True: bytes go to on_data() instead of on_line()
+        self.closing = False  # close once pending output is written
+        self.producer = None  # object with fill(buf) -> n, 0 when done; net streams it
+        self.pause_ms = 0  # net drains, then waits this long before reading on
+
+    def greeting(self):
+        """Bytes to send on connect, or None."""
+        return None
+
+    def on_line(self, line):
+        """One line without its CRLF (bytes). Returns reply bytes or None."""
+        return None
+
+    def on_data(self, mv):
+        """Raw mode: a memoryview of received bytes, valid only during the call.
+
+        Returns the number of bytes consumed; anything not consumed (after the
+        session left raw mode) is framed as lines again.
+        """
+        return len(mv)
+
+    def take_reply(self):
+        """Reply produced while in raw mode (e.g. after end of DATA), or None."""
+        return None
+
+    def on_overflow(self):
+        """Reply to a line longer than max_line."""
+        return b"-ERR line too long\r\n"
+
+    def on_timeout(self):
+        """Last words before an idle connection is closed, or None."""
+        return None
+
+    def on_eof(self):
+        """The peer closed its side (or the link dropped)."""
+
+    def on_close(self):
+        """Always called once, whatever ended the session: release locks here."""
+
+
+def busy_reply(kind):
+    """Polite refusal when the connection cap is reached (RFC 5321 §3.8: 421)."""
+    if kind == "smtp":
+        return b"421 4.7.0 Too many connections, try again later\r\n"
+    if kind == "pop3":
+        return b"-ERR [SYS/TEMP] Too many connections, try again later\r\n"
+    return b"ERR too many connections\r\n"
+
+
+class Framer:
+    """Bounded line framing over one preallocated buffer (sans-IO; `net` drives it).
+
+    Usage: read into `space()`, call `received(n)`, then call `process(write)`
+    until it returns False. `process` hands each complete line (or raw chunk)
+    to the session and passes replies to `write(bytes)`. It returns True when
+    the session wants the transport to act first (stream `producer`, honour
+    `pause_ms`) and must be called again after that.
+    """
+
+    def __init__(self, session, size):
+        self.s = session
+        self.size = size
+        self.buf = bytearray(size)
+        self.mv = memoryview(self.buf)
+        self.start = 0
+        self.end = 0
+        self.discarding = False
+
+    def space(self):
+        """Writable view for the next read (never empty)."""
+        if self.start == self.end:
+            self.start = self.end = 0
+        elif self.end == self.size and self.start:
+            n = self.end - self.start
+            self.mv[0:n] = self.mv[self.start : self.end]
+            self.start = 0
+            self.end = n
+        return self.mv[self.end :]
+
+    def received(self, n):
+        self.end += n
+
+    def process(self, write):
+        s = self.s
+        buf = self.buf
+        mv = self.mv
+        while self.start < self.end and not s.closing:
+            start = self.start
+            end = self.end
+            if s.raw:
+                self.start = start + s.on_data(mv[start:end])
+                r = s.take_reply()
+                if r:
+                    write(r)
+            else:
+                i = buf.find(b"\n", start, end)
+                if self.discarding:
+                    self.start = end if i < 0 else i + 1
+                    self.discarding = i < 0
+                    continue
+                if i < 0:
+                    if end - start >= s.max_line or (start == 0 and end == self.size):
+                        # RFC 5321 §4.5.3.1.4 / RFC 2449 §4: over-long command line.
+                        write(s.on_overflow())
+                        self.discarding = True
+                        self.start = end
+                    return False
+                self.start = i + 1
+                if i + 1 - start > s.max_line:
+                    r = s.on_overflow()
+                else:
+                    stop = i - 1 if i > start and buf[i - 1] == 13 else i
+                    r = s.on_line(bytes(mv[start:stop]))
+                if r:
+                    write(r)
+            if s.producer is not None or s.pause_ms:
+                return True
+        return False

@@ -1,0 +1,1 @@
+"""Tools that run on the operator's PC or in tests (ordinary CPython)."""

@@ -1,0 +1,171 @@
+"""Lint rules that keep firmware/ runnable on a board.
+
+Default mode (structural, via `ast`):
+  * only `compat.py` may test the runtime (`sys.implementation`) or catch ImportError;
+  * every module imported at module level must import under the MicroPython
+    unix port; CPython-only modules (pyserial, dnspython, ...) may be imported
+    only lazily, inside functions of compat / link* / modem* modules;
+  * no `assert`, no bare `except:`, no type annotations in firmware/.
+
+`--typecheck BOARD --stubs DIR`: runs basedpyright over firmware/ against that
+board's MicroPython stubs, so a call the board does not have fails lint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE = ROOT / "firmware"
+LAZY_CPYTHON_OK = ("compat", "link", "modem")  # module-name prefixes
+
+
+def upy_has(modules: set[str], upy: str) -> dict[str, bool]:
+    out = {}
+    for m in sorted(modules):
+        r = subprocess.run([upy, "-c", f"import {m}"], capture_output=True, timeout=20)
+        out[m] = r.returncode == 0
+    return out
+
+
+def upy_attrs(pairs: set[tuple[str, str]], upy: str) -> set[tuple[str, str]]:
+    """The (module, attribute) pairs the MicroPython unix port lacks."""
+    if not pairs:
+        return set()
+    prog = f"import sys\nfor m, a in {sorted(pairs)!r}:\n    try:\n        mod = __import__(m)\n        ok = hasattr(mod, a)\n    except ImportError:\n        ok = False\n    print(m, a, int(ok))\n"
+    r = subprocess.run([upy, "-c", prog], capture_output=True, text=True, timeout=30)
+    missing = set()
+    for line in r.stdout.splitlines():
+        m, a, ok = line.split()
+        if ok == "0":
+            missing.add((m, a))
+    return missing
+
+
+def structural(upy: str) -> list[str]:
+    problems: list[str] = []
+    top_imports: dict[str, list[str]] = {}
+    attr_uses: dict[tuple[str, str], list[str]] = {}
+    for path in sorted(FIRMWARE.rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        mod = path.stem
+        tree = ast.parse(path.read_text(), str(rel))
+        allow_lazy = mod.startswith(LAZY_CPYTHON_OK)
+        src = path.read_text()
+        if mod != "compat" and "sys.implementation" in src:
+            problems.append(f"{rel}: tests the runtime (sys.implementation); only compat.py may")
+        for node in ast.walk(tree):
+            where = f"{rel}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.ExceptHandler):
+                if node.type is None:
+                    problems.append(f"{where}: bare `except:`")
+                elif mod != "compat" and "ImportError" in ast.dump(node.type):
+                    problems.append(f"{where}: catches ImportError; feature tests belong in compat.py")
+            elif isinstance(node, ast.Assert):
+                problems.append(f"{where}: `assert` in firmware (use a real check)")
+            elif isinstance(node, (ast.AnnAssign,)) or (
+                isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and (node.returns is not None or any(a.annotation is not None for a in node.args.args))
+            ):
+                problems.append(f"{where}: type annotation in firmware")
+        stdlib_names = {a.asname or a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+        if mod != "compat":
+            # os.fsync, os.replace, os.makedirs ...: the board stubs keep CPython's
+            # names for these, so ask the unix port itself whether they exist.
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                        and node.value.id in stdlib_names and node.value.id not in ("compat", "log")):
+                    attr_uses.setdefault((node.value.id, node.attr), []).append(f"{rel}:{node.lineno}")
+        for node in tree.body:
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module.split(".")[0]]
+            for n in names:
+                top_imports.setdefault(n, []).append(f"{rel}:{node.lineno}")
+        # lazy imports outside the permitted modules are checked like top-level ones
+        if not allow_lazy:
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    for a in node.names:
+                        top_imports.setdefault(a.name.split(".")[0], []).append(f"{rel}:{node.lineno}")
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    top_imports.setdefault(node.module.split(".")[0], []).append(f"{rel}:{node.lineno}")
+    for m, a in sorted(upy_attrs(set(attr_uses), upy)):
+        for where in attr_uses[(m, a)]:
+            problems.append(f"{where}: `{m}.{a}` does not exist on MicroPython (put a shim in compat.py)")
+    own = {"dialgate"}
+    avail = upy_has({m for m in top_imports if m not in own}, upy)
+    for m, ok in avail.items():
+        if not ok:
+            for where in top_imports[m]:
+                problems.append(f"{where}: imports `{m}`, which the MicroPython unix port lacks")
+    return problems
+
+
+def typecheck(board: str, stubs: Path) -> int:
+    exe = shutil.which("basedpyright", path=str(Path(sys.executable).parent)) or shutil.which("basedpyright")
+    if not exe:
+        print("lint: basedpyright is not installed (make venv)", file=sys.stderr)
+        return 2
+    build = ROOT / "build"
+    build.mkdir(exist_ok=True)
+    cfg = {
+        "include": [str(FIRMWARE)],
+        "typeshedPath": str(stubs.resolve()),
+        "stubPath": str(stubs.resolve()),
+        "extraPaths": [str(FIRMWARE)],
+        "typeCheckingMode": "basic",
+        "pythonPlatform": "Linux",
+        "reportMissingModuleSource": False,
+        # attributes/calls a board lacks are the point of this check:
+        "reportAttributeAccessIssue": "error",
+        "reportCallIssue": "error",
+        "reportMissingImports": "error",
+        # MicroPython-isms the stubs model loosely:
+        "reportOptionalMemberAccess": False,
+        "reportArgumentType": False,
+        "reportIndexIssue": False,
+        "reportOperatorIssue": False,
+        "reportRedeclaration": False,
+        "reportTypedDictNotRequiredAccess": False,
+        "reportOptionalSubscript": False,
+        "reportReturnType": False,
+        "reportAssignmentType": False,
+    }
+    conf = build / f"pyright-{board}.json"
+    conf.write_text(json.dumps(cfg, indent=1))
+    r = subprocess.run([exe, "-p", str(conf)], cwd=ROOT)
+    return r.returncode
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--typecheck", metavar="BOARD")
+    ap.add_argument("--stubs", type=Path)
+    ap.add_argument("--micropython", default=str(Path(sys.executable).parent / "micropython"))
+    a = ap.parse_args()
+    if a.typecheck:
+        if not a.stubs or not a.stubs.is_dir():
+            print(f"lint: stubs for {a.typecheck} not found at {a.stubs} (make venv)", file=sys.stderr)
+            return 2
+        return typecheck(a.typecheck, a.stubs)
+    problems = structural(a.micropython)
+    for p in problems:
+        print(p)
+    if problems:
+        print(f"lint: {len(problems)} problem(s) in firmware/", file=sys.stderr)
+        return 1
+    print("lint: firmware structure ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Helpers for the firmware tests, which run on CPython (pytest) and on the
+MicroPython unix port (host_tools/upy_test.py). No pytest imports here."""
+
+import os
+import sys
+
+from dialgate import compat, config
+from dialgate.proto import Framer
+
+
+class Skip(Exception):
+    pass
+
+
+def skip(reason):
+    """Skip this test on this runtime, saying why."""
+    if "pytest" in sys.modules:
+        import pytest
+
+        pytest.skip(reason)
+    raise Skip(reason)
+
+
+def tempdir(tag="t"):
+    base = os.getenv("TMPDIR") or "/tmp"
+    path = "%s/dgtest-%s-%s" % (base, tag, "".join(["%02x" % b for b in compat.urandom(6)]))
+    os.mkdir(path)
+    return path
+
+
+def rmtree(path):
+    try:
+        entries = os.listdir(path)
+    except OSError:
+        return
+    for name in entries:
+        p = path + "/" + name
+        if compat.is_dir(p):
+            rmtree(p)
+        else:
+            os.remove(p)
+    os.rmdir(path)
+
+
+def host_config(over=None):
+    """A checked Config like the `host` profile; `over` maps dotted keys to values."""
+    flat = {
+        "board.name": "host",
+        "hostname": "gw.office.test",
+        "domains": ["office.test"],
+        "lan": ["127.0.0.1/32"],
+        "spool.path": "/tmp",
+    }
+    for k in over or {}:
+        flat[k] = over[k]
+    return config.build(flat)
+
+
+def drive(session, data, piece=1, size=1024):
+    """Feed `data` to a proto.Session through a Framer, `piece` octets per read.
+
+    Returns everything the session wrote, greeting included, as bytes.
+    """
+    out = []
+    g = session.greeting()
+    if g:
+        out.append(g)
+    fr = Framer(session, size)
+    obuf = bytearray(size)
+    i = 0
+    n = len(data)
+    while i < n and not session.closing:
+        sp = fr.space()
+        k = min(piece, len(sp), n - i)
+        sp[:k] = data[i : i + k]
+        fr.received(k)
+        i += k
+        while fr.process(out.append):
+            p = session.producer
+            if p is not None:
+                while True:
+                    m = p.fill(obuf)
+                    if not m:
+                        break
+                    out.append(bytes(obuf[:m]))
+                session.producer = None
+                r = session.take_reply()
+                if r:
+                    out.append(r)
+            session.pause_ms = 0
+    return b"".join(out)
+
+
+def every_split(make_session, data, expect=None, pieces=None):
+    """Drive a fresh session with every read size in `pieces` (default 1..len+1)
+    and check all give the same output (equal to `expect` if given). Returns it."""
+    first = None
+    for piece in pieces or range(1, len(data) + 2):
+        got = drive(make_session(), data, piece)
+        if first is None:
+            first = got
+            if expect is not None and got != expect:
+                raise AssertionError("piece %d:\n%r\n!=\n%r" % (piece, got, expect))
+        elif got != first:
+            raise AssertionError("piece %d differs:\n%r\n!=\n%r" % (piece, got, first))
+    return first

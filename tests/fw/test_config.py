@@ -1,0 +1,110 @@
+"""Config: merge over the board profile, and one clear error per bad key."""
+
+import json
+
+import fwtest
+from dialgate import config
+
+
+def _write(d, obj):
+    p = d + "/c.json"
+    with open(p, "w") as f:
+        f.write(obj if isinstance(obj, str) else json.dumps(obj))
+    return p
+
+
+def _err(obj, board="host"):
+    d = fwtest.tempdir("cfg")
+    try:
+        config.load(_write(d, obj), board)
+    except config.ConfigError as e:
+        return str(e)
+    finally:
+        fwtest.rmtree(d)
+    raise AssertionError("no ConfigError for %r" % (obj,))
+
+
+def test_host_profile_loads_with_defaults():
+    d = fwtest.tempdir("cfg")
+    try:
+        cfg = config.load(_write(d, {"profile": "host"}))
+    finally:
+        fwtest.rmtree(d)
+    assert cfg["hostname"] == "gw.office.test"
+    assert cfg["domains"] == ["office.test"]
+    assert cfg.addrs("smtp.listen") == [("127.0.0.1", 2525)]
+    assert cfg.addrs("pop3.listen") == [("127.0.0.1", 1110)]
+    assert cfg.addrs("console.listen") == [("127.0.0.1", 2323)]
+    assert cfg["link.type"] == "emulated"
+    assert cfg.is_lan("127.0.0.1") and not cfg.is_lan("127.0.0.2")
+    assert cfg.is_local_domain("OFFICE.test.") and not cfg.is_local_domain("isp.test")
+
+
+def test_user_values_override_profile():
+    d = fwtest.tempdir("cfg")
+    try:
+        cfg = config.load(_write(d, {"profile": "host", "smtp": {"listen": ["127.0.0.1:2600"]}, "lan": ["10.0.0.0/8"]}))
+    finally:
+        fwtest.rmtree(d)
+    assert cfg["smtp.listen"] == ["127.0.0.1:2600"]
+    assert cfg["pop3.listen"] == ["127.0.0.1:1110"]
+    assert cfg.is_lan("10.1.2.3") and not cfg.is_lan("11.0.0.1")
+
+
+def test_every_board_profile_is_valid():
+    for b in ("host", "rpi", "pico_w", "esp32"):
+        d = fwtest.tempdir("cfg")
+        try:
+            cfg = config.load(_write(d, {}), b)
+        finally:
+            fwtest.rmtree(d)
+        assert cfg["board.name"] == b
+
+
+def test_unknown_key_is_named():
+    assert _err({"smpt": {"listen": []}}) == "smpt.listen: unknown key"
+
+
+def test_wrong_type_is_named():
+    assert _err({"net": {"max_connections": "8"}}) == "net.max_connections: expected an integer, got a string"
+    assert _err({"console": {"stdin": 1}}) == "console.stdin: expected true or false, got an integer"
+    assert _err({"domains": "office.test"}) == "domains: expected a list, got a string"
+
+
+def test_bad_addresses_and_ports():
+    assert _err({"smtp": {"listen": ["127.0.0.1:99999"]}}).startswith("smtp.listen: bad port")
+    assert _err({"smtp": {"listen": ["127.0.0.1"]}}).startswith("smtp.listen: expected HOST:PORT")
+    assert _err({"pop3": {"listen": ["300.1.1.1:110"]}}).startswith("pop3.listen: bad address")
+    assert _err({"lan": ["192.168.1.0/33"]}).startswith("lan: bad network")
+
+
+def test_missing_required_value():
+    d = fwtest.tempdir("cfg")
+    try:
+        prof = d + "/board.json"
+        with open(prof, "w") as f:
+            f.write(json.dumps({"board": {"name": "x"}, "domains": ["a.test"]}))
+        try:
+            config.load(_write(d, {}), prof)
+        except config.ConfigError as e:
+            assert str(e) == "hostname: missing required value", str(e)
+        else:
+            raise AssertionError("missing hostname accepted")
+    finally:
+        fwtest.rmtree(d)
+
+
+def test_enum_and_minimum():
+    assert _err({"link": {"type": "carrier-pigeon"}}).startswith("link.type: expected one of emulated, pppd")
+    assert _err({"net": {"max_connections": 0}}) == "net.max_connections: must be at least 1, got 0"
+
+
+def test_bad_json_and_missing_file_and_profile():
+    assert "not valid JSON" in _err("{nope")
+    assert _err({"profile": "no-such-board"}, None).startswith('profile: no board profile named "no-such-board"')
+    try:
+        config.load("/nonexistent/dialgate.json")
+    except config.ConfigError as e:
+        assert str(e).startswith("config: cannot read /nonexistent/dialgate.json")
+    else:
+        raise AssertionError("missing file accepted")
