@@ -1,0 +1,65 @@
+"""Install the Debian packages a test needs (swaks, fetchmail, postfix, ...).
+
+    python3 -m host_tools.pkgs swaks fetchmail
+
+Used by test fixtures: `ensure("swaks")` returns None when the program is
+there (installing it with apt-get if it is missing and we are root), or a
+reason string when it cannot be had. Under CI=true a missing package is an
+error, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+# package -> a program that proves it is installed
+PROGRAMS = {"swaks": "swaks", "fetchmail": "fetchmail", "postfix": "/usr/sbin/postfix", "ppp": "/usr/sbin/pppd",
+            "openssl": "openssl"}
+_updated = False
+
+
+def _have(pkg: str) -> bool:
+    prog = PROGRAMS.get(pkg, pkg)
+    return os.path.exists(prog) if prog.startswith("/") else shutil.which(prog) is not None
+
+
+def ensure(*pkgs: str) -> str | None:
+    """Install missing packages. Returns None on success, else why not."""
+    global _updated
+    missing = [p for p in pkgs if not _have(p)]
+    if not missing:
+        return None
+    if os.geteuid() != 0:
+        return f"needs {' '.join(missing)} and we are not root to apt-get install it"
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    if not _updated:
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=False, timeout=600)
+        _updated = True
+    r = subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env,
+                       capture_output=True, text=True, check=False, timeout=900)
+    still = [p for p in missing if not _have(p)]
+    if still:
+        return f"apt-get install {' '.join(still)} failed: {r.stderr.strip()[-300:]}"
+    return None
+
+
+def require(*pkgs: str) -> None:
+    """For pytest: install or skip with the reason (never skip when CI=true)."""
+    why = ensure(*pkgs)
+    if why is None:
+        return
+    import pytest
+
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI must run this test: {why}")
+    pytest.skip(why)
+
+
+if __name__ == "__main__":
+    problem = ensure(*sys.argv[1:])
+    if problem:
+        print(problem, file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,108 @@
+"""Start a real gateway process (CPython or the MicroPython unix port) for host tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from host_tools.console_client import ConsoleClient
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+UPY = str(Path(sys.executable).parent / "micropython")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+class Gateway:
+    """A gateway process on free loopback ports, with its own spool in `workdir`.
+
+    `runtime`: "cpython" or "upy" (MicroPython unix port at `heap`); `mpy`: run
+    the board's way, from .mpy files compiled by mpy-cross (upy only).
+    """
+
+    def __init__(self, workdir: Path, overrides: dict | None = None, runtime: str = "cpython",
+                 heap: str = "128K", mpy: bool = False) -> None:
+        self.workdir = Path(workdir)
+        self.smtp_port, self.pop3_port, self.console_port = free_port(), free_port(), free_port()
+        cfg = {
+            "profile": "host",
+            "smtp": {"listen": [f"127.0.0.1:{self.smtp_port}"]},
+            "pop3": {"listen": [f"127.0.0.1:{self.pop3_port}"]},
+            "console": {"listen": [f"127.0.0.1:{self.console_port}"]},
+            "spool": {"path": str(self.workdir / "spool")},
+            "log": {"file": str(self.workdir / "log" / "dialgate.log")},
+        }
+        for k, v in (overrides or {}).items():  # dotted keys
+            d = cfg
+            parts = k.split(".")
+            for p in parts[:-1]:
+                d = d.setdefault(p, {})
+            d[parts[-1]] = v
+        self.config_path = self.workdir / "config.json"
+        self.config_path.write_text(json.dumps(cfg))
+        self.runtime = runtime
+        if runtime == "cpython":
+            cmd = [sys.executable, "-m", "dialgate", "--config", str(self.config_path)]
+            env = dict(os.environ, PYTHONPATH=str(ROOT / "firmware"))
+            cwd = ROOT
+        else:
+            if mpy:
+                from host_tools.upy_test import build_tree
+
+                tree = self.workdir / "mpy"
+                build_tree(tree, compiled=True)
+                (tree / "main.py").write_text((ROOT / "firmware" / "main.py").read_text())
+                main = tree / "main.py"
+            else:
+                main = ROOT / "firmware" / "main.py"
+            cmd = [UPY, "-X", f"heapsize={heap}", str(main), "--config", str(self.config_path)]
+            env = dict(os.environ)
+            cwd = ROOT
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait_port(self.console_port, proc=self.proc)
+
+    def console(self) -> ConsoleClient:
+        return ConsoleClient("127.0.0.1", self.console_port)
+
+    def command(self, line: str) -> tuple[bool, list[str], str]:
+        c = self.console()
+        try:
+            return c.command(line)
+        finally:
+            c.close()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM if self.runtime == "cpython" else signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def output(self) -> str:
+        return self.proc.stdout.read() if self.proc.stdout else ""
