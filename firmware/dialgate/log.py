@@ -48,7 +48,7 @@ class Log:
         if self._f is not None:
             try:
                 self._f.close()
-            except OSError:
+            except (OSError, ValueError):
                 pass
             self._f = None
 
@@ -79,9 +79,9 @@ class Log:
             self._size += len(line)
             if level >= WARN:
                 f.flush()
-        except OSError:
+        except (OSError, ValueError):
             # A full or failing flash must not take the gateway down with it.
-            self.close()
+            self._f = None
 
     def _rotate(self):
         self.close()
@@ -93,8 +93,8 @@ class Log:
         if self._f is not None:
             try:
                 self._f.flush()
-            except OSError:
-                self.close()
+            except (OSError, ValueError):
+                self._f = None
 
     def tail(self, n):
         """The last `n` lines from the ring (oldest first), reading line by line."""

@@ -1,0 +1,65 @@
+"""compat: the shims behave the same on both runtimes."""
+
+import fwtest
+from dialgate import compat
+
+
+def test_replace_is_atomic_over_existing():
+    d = fwtest.tempdir("c")
+    try:
+        for name, text in (("a", "new"), ("b", "old")):
+            with open(d + "/" + name, "w") as f:
+                f.write(text)
+                compat.fsync(f)
+        compat.replace(d + "/a", d + "/b")
+        compat.sync_dir(d)
+        assert not compat.exists(d + "/a")
+        with open(d + "/b") as f:
+            assert f.read() == "new"
+    finally:
+        fwtest.rmtree(d)
+
+
+def test_makedirs_and_sizes():
+    d = fwtest.tempdir("c")
+    try:
+        compat.makedirs(d + "/x/y/z")
+        compat.makedirs(d + "/x/y/z")
+        assert compat.is_dir(d + "/x/y/z")
+        with open(d + "/x/f", "wb") as f:
+            f.write(b"12345")
+        assert compat.file_size(d + "/x/f") == 5
+        assert compat.disk_free(d) > 0
+    finally:
+        fwtest.rmtree(d)
+
+
+def test_ticks_and_clock():
+    a = compat.ticks_ms()
+    compat.sleep_ms(20)
+    b = compat.ticks_ms()
+    assert 15 <= compat.ticks_diff(b, a) < 2000
+    assert compat.ticks_diff(compat.ticks_add(a, 100), a) == 100
+    assert compat.wall_time() > 1600000000
+
+
+def test_memory_figures():
+    compat.gc_collect()
+    assert compat.mem_alloc() > 0
+    if compat.MICROPYTHON:
+        assert compat.mem_free() > 0
+    else:
+        assert compat.mem_free() == -1
+
+
+def test_peer_of_decodes_both_forms():
+    class T:
+        def __init__(self, pn):
+            self.pn = pn
+
+        def get_extra_info(self, name):
+            return self.pn
+
+    assert compat.peer_of(T(("10.0.0.1", 25))) == ("10.0.0.1", 25)
+    raw = bytearray(b"\x02\x00\x09\xc5\x7f\x00\x00\x02" + b"\x00" * 8)
+    assert compat.peer_of(T(raw)) == ("127.0.0.2", 2501)

@@ -1,0 +1,79 @@
+"""Console: every reply ends in OK or ERR <reason>; framing over the session."""
+
+import fwtest
+from dialgate import log
+from dialgate.app import Gateway
+from dialgate.console import CommandError, ConsoleSession
+
+
+def _gw():
+    return Gateway(fwtest.host_config())
+
+
+def _lines(out):
+    return out.decode().split("\r\n")[:-1]
+
+
+def test_greeting_and_every_reply_ends_ok_or_err():
+    gw = _gw()
+    data = b"help\r\nstatus\r\nconfig get hostname\r\nconfig get nope\r\nconfig get\r\nbogus cmd\r\nlog 0\r\n\r\nquit\r\n"
+    out = _lines(fwtest.drive(ConsoleSession(("127.0.0.1", 1), gw, gw.commands), data, piece=7))
+    assert out[0].startswith("dialgate console on gw.office.test") and out[1] == "OK"
+    ends = [x for x in out if x == "OK" or x.startswith("ERR")]
+    # greeting, help, status, config get: OK; nope/usage/bogus/log 0: ERR; quit: OK
+    assert ends == ["OK", "OK", "OK", "OK", "ERR unknown key nope", "ERR usage: config get KEY",
+                    "ERR unknown command bogus (try help)", "ERR N must be a number from 1 to 1000", "OK"], ends
+    assert 'hostname = "gw.office.test"' in out
+    assert out[-2] == "bye"
+
+
+def test_status_names_its_fields():
+    gw = _gw()
+    lines = gw.commands.run(gw, "status")
+    assert lines[-1] == "OK"
+    keys = [x.split(":")[0] for x in lines[:-1]]
+    for k in ("uptime", "heap", "connections", "link", "spool"):
+        assert k in keys, keys
+
+
+def test_help_lists_every_command_and_one():
+    gw = _gw()
+    lines = gw.commands.run(gw, "help")
+    text = "\n".join(lines)
+    for c in ("help", "status", "log [N]", "config get KEY"):
+        assert c in text
+    assert gw.commands.run(gw, "help status")[-1] == "OK"
+    assert gw.commands.run(gw, "help frob")[-1] == "ERR no command frob"
+
+
+def test_feature_commands_secret_args_not_logged():
+    gw = _gw()
+    seen = []
+
+    def fn(g, args):
+        if not args:
+            raise CommandError("usage: pw NAME SECRET")
+        seen.append(args)
+        return ["set"]
+
+    gw.commands.add("pw set", fn, "pw set NAME SECRET", "set a secret", secret=True)
+    d = fwtest.tempdir("con")
+    try:
+        log.LOG.configure("info", d + "/log.txt", 4096, False)
+        assert gw.commands.run(gw, "pw set bob hunter2") == ["set", "OK"]
+        assert gw.commands.run(gw, "pw set") == ["ERR usage: pw NAME SECRET"]
+        text = "\n".join(log.LOG.tail(50))
+        assert "pw set" in text and "hunter2" not in text, text
+    finally:
+        log.LOG.configure("info", "", 4096, True)
+        fwtest.rmtree(d)
+    assert seen == [["bob", "hunter2"]]
+
+
+def test_binary_garbage_gets_error_and_console_keeps_serving():
+    gw = _gw()
+    data = b"\xff\xfe\x00garbage\r\n" + b"z" * 600 + b"\r\nconfig get lan\r\n"
+    out = _lines(fwtest.drive(ConsoleSession(("127.0.0.1", 1), gw, gw.commands), data, piece=64))
+    assert out[2] == "ERR not UTF-8 text"
+    assert out[3] == "ERR line too long (max 512 octets)"
+    assert out[4:] == ['lan = ["127.0.0.1/32"]', "OK"], out

@@ -1,0 +1,150 @@
+"""The gateway as a real process on both runtimes: boot, console, bad config, stop."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from gateway import ROOT, UPY, Gateway
+
+RUNTIMES = ["cpython", "upy"]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_boots_and_answers_status(tmp_path, runtime):
+    gw = Gateway(tmp_path, runtime=runtime)
+    try:
+        ok, lines, last = gw.command("status")
+        assert ok and last == "OK", lines
+        fields = dict(x.split(": ", 1) for x in lines)
+        assert fields["version"]
+        assert fields["connections"].startswith("1 of 16")
+        assert f"smtp 127.0.0.1:{gw.smtp_port}" in fields["listening"]
+        assert f"pop3 127.0.0.1:{gw.pop3_port}" in fields["listening"]
+        used, free = fields["heap"].split()[1], fields["heap"].split()[3]
+        if runtime == "upy":
+            assert int(used) + int(free) <= 128 * 1024
+    finally:
+        assert gw.stop() in (0, 130, -2), gw.output()
+
+
+@pytest.mark.parametrize("mpy", [False, True], ids=["py", "mpy"])
+def test_micropython_heap_after_boot(tmp_path, mpy):
+    """Boots under the unix port at the board's 128K heap; prints heap used."""
+    gw = Gateway(tmp_path, runtime="upy", heap="128K", mpy=mpy)
+    try:
+        ok, lines, _ = gw.command("status")
+        assert ok
+        heap = [x for x in lines if x.startswith("heap:")][0]
+        used = int(heap.split()[2])
+        print(f"\nMicroPython 128K heap after boot ({'.mpy' if mpy else '.py'}): {heap}")
+        assert used < 128 * 1024
+    finally:
+        gw.stop()
+
+
+def test_sigterm_stops_cleanly(tmp_path):
+    gw = Gateway(tmp_path)
+    assert gw.stop() == 0
+    out = gw.output()
+    assert "stopping" in out and "Traceback" not in out, out
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_temporary_refusal_until_protocols_land_or_greeting(tmp_path, runtime):
+    gw = Gateway(tmp_path, runtime=runtime)
+    try:
+        with socket.create_connection(("127.0.0.1", gw.smtp_port), timeout=5) as s:
+            assert s.recv(200)[:3] in (b"220", b"421")
+        with socket.create_connection(("127.0.0.1", gw.pop3_port), timeout=5) as s:
+            assert s.recv(200)[:1] in (b"+", b"-")
+    finally:
+        gw.stop()
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_endless_line_does_not_grow_memory(tmp_path, runtime):
+    """10 MB without CRLF to the console: one ERR, no growth, then in sync again."""
+    gw = Gateway(tmp_path, runtime=runtime, heap="128K")
+    try:
+        s = socket.create_connection(("127.0.0.1", gw.console_port), timeout=20)
+        s.recv(200)
+        chunk = b"A" * 65536
+        for _ in range(160):
+            s.sendall(chunk)
+        s.sendall(b"\r\nconfig get hostname\r\n")
+        buf = b""
+        deadline = time.monotonic() + 30
+        while b"OK\r\n" not in buf and time.monotonic() < deadline:
+            buf += s.recv(4096)
+        assert buf.startswith(b"ERR line too long"), buf
+        assert b'hostname = "gw.office.test"\r\nOK\r\n' in buf, buf
+        s.close()
+        ok, lines, _ = gw.command("status")
+        assert ok  # still serving
+    finally:
+        gw.stop()
+
+
+def test_connection_cap_refuses_politely(tmp_path):
+    gw = Gateway(tmp_path, {"net.max_connections": 2})
+    try:
+        a = socket.create_connection(("127.0.0.1", gw.console_port), timeout=5)
+        a.recv(200)
+        b = socket.create_connection(("127.0.0.1", gw.console_port), timeout=5)
+        b.recv(200)
+        c = socket.create_connection(("127.0.0.1", gw.console_port), timeout=5)
+        assert c.recv(200) == b"ERR too many connections\r\n"
+        c.close()
+        a.close()
+        time.sleep(0.3)
+        ok, _, _ = gw.command("status")
+        assert ok
+        b.close()
+    finally:
+        gw.stop()
+
+
+BAD = [
+    ({"smpt": {"listen": []}}, "config: smpt.listen: unknown key"),
+    ({"net": {"max_connections": "many"}}, "config: net.max_connections: expected an integer, got a string"),
+    ({"smtp": {"listen": ["127.0.0.1:70000"]}}, 'config: smtp.listen: bad port in "127.0.0.1:70000" (expected 1-65535)'),
+    ({"pop3": {"listen": ["1.2.3:110"]}}, 'config: pop3.listen: bad address "1.2.3:110"'),
+    ({"hostname": 7}, "config: hostname: expected a string, got an integer"),
+    ({"profile": "toaster"}, 'config: profile: no board profile named "toaster" (looked in boards/)'),
+    ({"domains": []}, "config: domains: needs at least one local domain"),
+]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("cfg,message", BAD, ids=[m.split(":")[1].strip() for _, m in BAD])
+def test_bad_config_one_line_exit_2(tmp_path, runtime, cfg, message):
+    cfg = dict({"profile": "host"}, **cfg)
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps(cfg))
+    if runtime == "cpython":
+        cmd = [sys.executable, "-m", "dialgate", "--config", str(p)]
+        env = {"PYTHONPATH": str(ROOT / "firmware"), "PATH": "/usr/bin:/bin"}
+    else:
+        cmd = [UPY, "-X", "heapsize=128K", str(ROOT / "firmware" / "main.py"), "--config", str(p)]
+        env = {"PATH": "/usr/bin:/bin"}
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.stdout == ""
+    assert r.stderr == f"dialgate: {message}\n"
+
+
+def test_missing_config_file_and_bad_json(tmp_path):
+    env = {"PYTHONPATH": str(ROOT / "firmware"), "PATH": "/usr/bin:/bin"}
+    r = subprocess.run([sys.executable, "-m", "dialgate", "--config", str(tmp_path / "nope.json")],
+                       env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and r.stderr.startswith("dialgate: config: config: cannot read"), r.stderr
+    p = tmp_path / "c.json"
+    p.write_text("{ not json")
+    r = subprocess.run([sys.executable, "-m", "dialgate", "--config", str(p)], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "is not valid JSON" in r.stderr and r.stderr.count("\n") == 1, r.stderr
