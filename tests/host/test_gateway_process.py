@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+
 from gateway import ROOT, UPY, Gateway
 
 RUNTIMES = ["cpython", "upy"]
