@@ -1,0 +1,313 @@
+"""The emulated ISP for `make run` and tests: a smarthost that holds the office's mail until ETRN.
+
+    python3 -m host_tools.isp_emulator --listen 127.0.0.1:2600 --office-domain office.test \
+        --office-smtp 127.0.0.1:2525 --dir run/isp --user office:secret
+
+* Mail for the office domain (from "the Internet": anyone) is held in DIR/held/
+  until the office asks for it with `ETRN office.test` (RFC 1985); then the ISP
+  connects to the office gateway (`--office-smtp`, reachable only while the
+  modem link is up) and delivers the held messages, removing each after 250.
+* Mail for any other domain is relayed only for an authenticated client
+  (AUTH PLAIN/LOGIN, RFC 4954) and lands in DIR/internet/ ("the Internet").
+* Every accepted message is stored byte for byte as received (after dot
+  un-stuffing) with its envelope in a `.env` JSON file beside it.
+
+A real Postfix plays this part in the end-to-end tests; this one needs no root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+MAX_LINE = 1000
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        for d in ("held", "internet", "tmp"):
+            (root / d).mkdir(parents=True, exist_ok=True)
+        self._n = 0
+
+    def put(self, box: str, sender: str, rcpts: list[str], body: bytes) -> Path:
+        self._n += 1
+        name = f"{time.time_ns()}.{os.getpid()}.{self._n}"
+        tmp = self.root / "tmp" / name
+        tmp.write_bytes(body)
+        (self.root / box / (name + ".env")).write_text(json.dumps({"from": sender, "to": rcpts}))
+        final = self.root / box / (name + ".eml")
+        os.replace(tmp, final)
+        return final
+
+    def held(self) -> list[Path]:
+        return sorted((self.root / "held").glob("*.eml"))
+
+
+def _addr(arg: str, keyword: str) -> str | None:
+    """'FROM:<a@b> SIZE=1' -> 'a@b' (None if malformed)."""
+    if not arg.upper().startswith(keyword + ":"):
+        return None
+    rest = arg[len(keyword) + 1:].strip()
+    if not rest.startswith("<") or ">" not in rest:
+        return None
+    return rest[1:rest.index(">")]
+
+
+class IspSession:
+    def __init__(self, isp: Isp, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.isp, self.r, self.w = isp, reader, writer
+        self.user: str | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        self.sender: str | None = None
+        self.rcpts: list[str] = []
+
+    async def reply(self, text: str) -> None:
+        self.w.write(text.encode() + b"\r\n")
+        await self.w.drain()
+
+    async def readline(self) -> bytes:
+        line = await self.r.readuntil(b"\n")
+        if len(line) > MAX_LINE:
+            raise ValueError("line too long")
+        return line
+
+    async def run(self) -> None:
+        await self.reply(f"220 {self.isp.name} ESMTP emulated ISP")
+        while True:
+            try:
+                raw = await self.readline()
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, ConnectionError):
+                return
+            line = raw.decode("latin-1").rstrip("\r\n")
+            verb, _, arg = line.partition(" ")
+            verb = verb.upper()
+            handler = getattr(self, "do_" + verb, None)
+            if handler is None:
+                await self.reply("502 5.5.2 command not recognised")
+                continue
+            if await handler(arg.strip()) is False:
+                return
+
+    async def do_EHLO(self, arg: str) -> None:
+        self.reset()
+        await self.reply(f"250-{self.isp.name}\r\n250-PIPELINING\r\n250-SIZE 52428800\r\n250-8BITMIME\r\n"
+                         "250-ETRN\r\n250-AUTH PLAIN LOGIN\r\n250 ENHANCEDSTATUSCODES")
+
+    async def do_HELO(self, arg: str) -> None:
+        self.reset()
+        await self.reply(f"250 {self.isp.name}")
+
+    async def do_AUTH(self, arg: str) -> None:
+        mech, _, initial = arg.partition(" ")
+        mech = mech.upper()
+        try:
+            if mech == "PLAIN":
+                if not initial:
+                    await self.reply("334 ")
+                    initial = (await self.readline()).decode().strip()
+                _, user, pw = base64.b64decode(initial).decode().split("\0")
+            elif mech == "LOGIN":
+                await self.reply("334 VXNlcm5hbWU6")
+                user = base64.b64decode((await self.readline()).strip()).decode()
+                await self.reply("334 UGFzc3dvcmQ6")
+                pw = base64.b64decode((await self.readline()).strip()).decode()
+            else:
+                await self.reply("504 5.5.4 mechanism not supported")
+                return
+        except (ValueError, UnicodeError):
+            await self.reply("501 5.5.2 bad AUTH data")
+            return
+        if self.isp.users.get(user) == pw:
+            self.user = user
+            await self.reply("235 2.7.0 authenticated")
+        else:
+            await self.reply("535 5.7.8 authentication failed")
+
+    async def do_MAIL(self, arg: str) -> None:
+        a = _addr(arg, "FROM")
+        if a is None:
+            await self.reply("501 5.5.4 syntax: MAIL FROM:<address>")
+            return
+        self.sender, self.rcpts = a, []
+        await self.reply("250 2.1.0 ok")
+
+    async def do_RCPT(self, arg: str) -> None:
+        a = _addr(arg, "TO")
+        if self.sender is None:
+            await self.reply("503 5.5.1 MAIL first")
+        elif a is None or "@" not in a:
+            await self.reply("501 5.5.4 syntax: RCPT TO:<address>")
+        elif not self.isp.is_office(a) and self.user is None:
+            await self.reply("554 5.7.1 relaying denied")
+        else:
+            self.rcpts.append(a)
+            await self.reply("250 2.1.5 ok")
+
+    async def do_DATA(self, arg: str) -> None:
+        if not self.rcpts:
+            await self.reply("503 5.5.1 RCPT first")
+            return
+        await self.reply("354 end with <CRLF>.<CRLF>")
+        parts = []
+        while True:
+            line = await self.r.readuntil(b"\r\n")
+            if line == b".\r\n":
+                break
+            parts.append(line[1:] if line.startswith(b".") else line)
+        body = b"".join(parts)
+        office = [r for r in self.rcpts if self.isp.is_office(r)]
+        other = [r for r in self.rcpts if not self.isp.is_office(r)]
+        if office:
+            self.isp.store.put("held", self.sender or "", office, body)
+        if other:
+            self.isp.store.put("internet", self.sender or "", other, body)
+        self.reset()
+        await self.reply("250 2.0.0 queued")
+
+    async def do_ETRN(self, arg: str) -> None:
+        # RFC 1985 §5: 250 queuing started / 251 no messages / 458 unable / 459 not allowed for that node.
+        node = arg.lstrip("@#").lower()
+        if node != self.isp.office_domain:
+            await self.reply(f"459 4.7.1 {arg}: not a domain held here")
+            return
+        if not self.isp.store.held():
+            await self.reply("251 2.0.0 no messages waiting")
+            return
+        self.isp.kick()
+        await self.reply(f"250 2.0.0 queuing for node {node} started")
+
+    async def do_RSET(self, arg: str) -> None:
+        self.reset()
+        await self.reply("250 2.0.0 ok")
+
+    async def do_NOOP(self, arg: str) -> None:
+        await self.reply("250 2.0.0 ok")
+
+    async def do_QUIT(self, arg: str) -> bool:
+        await self.reply("221 2.0.0 bye")
+        return False
+
+
+class Isp:
+    def __init__(self, name: str, office_domain: str, office_smtp: tuple[str, int], root: Path,
+                 users: dict[str, str]) -> None:
+        self.name = name
+        self.office_domain = office_domain.lower()
+        self.office_smtp = office_smtp
+        self.store = Store(root)
+        self.users = users
+        self._flush: asyncio.Task | None = None
+        self.log = print
+
+    def is_office(self, addr: str) -> bool:
+        return addr.rpartition("@")[2].lower().rstrip(".") == self.office_domain
+
+    def kick(self) -> None:
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.get_running_loop().create_task(self.deliver_held())
+
+    async def deliver_held(self) -> int:
+        """Deliver held mail to the office gateway over SMTP; returns how many went."""
+        sent = 0
+        try:
+            r, w = await asyncio.wait_for(asyncio.open_connection(*self.office_smtp), 30)
+        except (TimeoutError, OSError) as e:
+            self.log(f"isp: cannot reach the office at {self.office_smtp}: {e}")
+            return 0
+
+        async def expect(code: str) -> str:
+            while True:
+                line = (await asyncio.wait_for(r.readline(), 120)).decode("latin-1")
+                if not line:
+                    raise ConnectionError("office closed the connection")
+                if line[3:4] != "-":
+                    if not line.startswith(code):
+                        raise ConnectionError(f"office said {line.strip()!r}")
+                    return line
+
+        try:
+            await expect("220")
+            w.write(f"EHLO {self.name}\r\n".encode())
+            await expect("250")
+            for eml in self.store.held():
+                env = json.loads(eml.with_suffix(".env").read_text())
+                w.write(f"MAIL FROM:<{env['from']}>\r\n".encode())
+                await expect("250")
+                for rc in env["to"]:
+                    w.write(f"RCPT TO:<{rc}>\r\n".encode())
+                    await expect("250")
+                w.write(b"DATA\r\n")
+                await expect("354")
+                data = eml.read_bytes()
+                for line in data.splitlines(keepends=True):
+                    w.write(b"." + line if line.startswith(b".") else line)
+                if data and not data.endswith(b"\r\n"):
+                    w.write(b"\r\n")
+                w.write(b".\r\n")
+                await expect("250")
+                eml.unlink()
+                eml.with_suffix(".env").unlink()
+                sent += 1
+            w.write(b"QUIT\r\n")
+            await w.drain()
+        except (TimeoutError, OSError, ConnectionError) as e:
+            self.log(f"isp: delivery to the office stopped after {sent}: {e}")
+        finally:
+            w.close()
+        self.log(f"isp: delivered {sent} held message(s) to {self.office_domain}")
+        return sent
+
+    async def serve(self, host: str, port: int) -> asyncio.base_events.Server:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await IspSession(self, reader, writer).run()
+            finally:
+                writer.close()
+
+        return await asyncio.start_server(handle, host, port, limit=MAX_LINE * 2)
+
+
+def _hostport(s: str) -> tuple[str, int]:
+    h, _, p = s.rpartition(":")
+    return h, int(p)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--listen", default="127.0.0.1:2600", type=_hostport)
+    ap.add_argument("--name", default="smtp.isp.test")
+    ap.add_argument("--office-domain", default="office.test")
+    ap.add_argument("--office-smtp", default="127.0.0.1:2525", type=_hostport)
+    ap.add_argument("--dir", default="run/isp", type=Path)
+    ap.add_argument("--user", action="append", default=[], help="NAME:PASSWORD for AUTH (repeatable)")
+    a = ap.parse_args(argv)
+    users = dict(u.split(":", 1) for u in a.user) or {"office": "office-secret"}
+    isp = Isp(a.name, a.office_domain, a.office_smtp, a.dir, users)
+
+    async def run() -> None:
+        srv = await isp.serve(*a.listen)
+        print(f"emulated ISP {a.name}: SMTP {a.listen[0]}:{a.listen[1]}, holds mail for {a.office_domain} "
+              f"until ETRN, delivers it to {a.office_smtp[0]}:{a.office_smtp[1]}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with srv:
+            await stop.wait()
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
