@@ -9,8 +9,12 @@ import sys
 
 from . import compat, config, log
 from .console import Commands, ConsoleSession, add_base_commands
+from .delivery import Router
 from .net import Net
 from .proto import Session
+from .spool import Spool
+from .users import UserStore
+from .users import add_commands as add_user_commands
 
 VERSION = "0.1.0"
 
@@ -40,6 +44,13 @@ class Gateway:
         self.net = Net(cfg["board.buffer"], cfg["net.max_connections"])
         self.commands = Commands()
         add_base_commands(self.commands)
+        # Storage (docs/storage.md): spool + maildrops + outbound queue, users/aliases, routing.
+        self.spool = Spool(cfg["spool.path"], cfg["spool.reserve"])
+        self.maildrops = self.spool.maildrops
+        self.outq = self.spool.queue
+        self.users = UserStore(cfg["spool.path"] + "/users.json", cfg["users.apop"], cfg["users.iterations"])
+        self.router = Router(cfg, self.users)
+        add_user_commands(self.commands)
         self.started = compat.ticks_ms()
         self.link = None  # set by the link layer; None = no link configured yet
         self.stopping = None
@@ -74,6 +85,7 @@ class Gateway:
     async def start(self):
         cfg = self.cfg
         compat.makedirs(cfg["spool.path"])
+        self.spool.recover()
         host = cfg["hostname"]
         smtp_refusal = ("421 4.3.2 %s SMTP service not available yet\r\n" % host).encode()
         pop_refusal = b"-ERR [SYS/TEMP] POP3 service not available yet\r\n"

@@ -4,7 +4,9 @@ Every other firmware module imports runtime differences from here; lint fails
 if any other module tests `sys.implementation` or catches `ImportError`.
 """
 
+import binascii
 import gc
+import hashlib
 import os
 import sys
 import time
@@ -152,6 +154,101 @@ def disk_free(path):
 
 def urandom(n):
     return os.urandom(n)
+
+
+# ---- storage: hard links, process locks, private files, PBKDF2 (spool/mailbox/users) ----
+
+_os_link = getattr(os, "link", None)
+HAS_LINK = _os_link is not None  # POSIX hard links (CPython); MicroPython VFSes have none
+
+
+def link(src, dst):
+    """Hard-link `dst` to `src` (same inode). Raises OSError where the runtime has no links."""
+    if _os_link is None:
+        raise OSError(95, "hard links not supported")
+    _os_link(src, dst)
+
+
+def lock_exclusive(path):
+    """An OS lock on `path` (created if missing) that the kernel drops when the process dies.
+
+    Returns a handle for unlock(), or None where the runtime has no file locks (a
+    board runs one process; the caller's in-RAM lock is enough and a reset clears
+    it). Raises OSError if another process holds the lock.
+    """
+    if MICROPYTHON:
+        return None
+    import fcntl
+
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise
+    return f
+
+
+def unlock(handle):
+    if handle is not None:
+        handle.close()  # closing the descriptor releases flock
+
+
+def chmod_private(path):
+    """Owner-only permissions (0600) where the filesystem has permissions."""
+    ch = getattr(os, "chmod", None)
+    if ch is not None:
+        ch(path, 0o600)
+
+
+def b64encode(data):
+    """bytes -> base64 str without newline."""
+    return binascii.b2a_base64(data).decode().strip()
+
+
+def b64decode(text):
+    return binascii.a2b_base64(text)
+
+
+_pbkdf2_hmac = getattr(hashlib, "pbkdf2_hmac", None)
+
+
+def pbkdf2_sha256(password, salt, iterations, dklen=32):
+    """PBKDF2-HMAC-SHA256 (RFC 8018 §5.2) of bytes `password` and `salt` -> bytes.
+
+    CPython: hashlib.pbkdf2_hmac. MicroPython: HMAC (RFC 2104) built on
+    hashlib.sha256 here; both give identical output (tests check across runtimes).
+    """
+    if _pbkdf2_hmac is not None:
+        return _pbkdf2_hmac("sha256", password, salt, iterations, dklen)
+    sha = hashlib.sha256
+    if len(password) > 64:
+        password = sha(password).digest()
+    key = password + bytes(64 - len(password))
+    ipad = bytes([b ^ 0x36 for b in key])
+    opad = bytes([b ^ 0x5C for b in key])
+    out = []
+    block = 1
+    have = 0
+    while have < dklen:
+        h = sha(ipad)
+        h.update(salt)
+        h.update(block.to_bytes(4, "big"))
+        o = sha(opad)
+        o.update(h.digest())
+        u = o.digest()
+        acc = int.from_bytes(u, "big")
+        for _ in range(iterations - 1):
+            h = sha(ipad)
+            h.update(u)
+            o = sha(opad)
+            o.update(h.digest())
+            u = o.digest()
+            acc ^= int.from_bytes(u, "big")
+        out.append(acc.to_bytes(32, "big"))
+        have += 32
+        block += 1
+    return b"".join(out)[:dklen]
 
 
 # ---- memory and errors -----------------------------------------------------

@@ -23,6 +23,10 @@ SCHEMA = {
     "lan": ("cidrs", ["127.0.0.1/32"]),
     "spool.path": ("str", "spool"),
     "spool.reserve": ("int", 65536),
+    "users.apop": ("bool", False),
+    "users.iterations": ("int", 10000),
+    "delivery.postmaster": ("str", "postmaster"),
+    "delivery.catch_all": ("str", ""),
     "smtp.listen": ("addrs", []),
     "pop3.listen": ("addrs", []),
     "console.listen": ("addrs", []),
@@ -40,6 +44,7 @@ _MIN = {
     "board.heap": 16384,
     "board.buffer": 256,
     "spool.reserve": 0,
+    "users.iterations": 1000,
     "net.max_connections": 1,
     "log.max_bytes": 1024,
 }

@@ -4,7 +4,13 @@ Layout and the crash argument are in docs/storage.md. Every flash write goes
 through `Flash`, which counts files created, renames, removes and bytes.
 """
 
-from . import compat
+import json
+import os
+
+from . import compat, log
+
+_ENOSPC = 28
+_RECORD_MAX = 65536  # envelope / queue record files are small; never read more than this
 
 
 class SpoolFull(OSError):
@@ -12,55 +18,348 @@ class SpoolFull(OSError):
 
 
 class Flash:
-    """The durability primitives (create/write/rename/link/remove + sync), counted for wear."""
+    """The durability primitives, counted for wear (docs/storage.md "Wear")."""
+
+    def __init__(self):
+        self.created = 0
+        self.renames = 0
+        self.removes = 0
+        self.links = 0
+        self.bytes = 0
+        self.syncs = 0
+
+    def counts(self):
+        return {
+            "created": self.created,
+            "renames": self.renames,
+            "removes": self.removes,
+            "links": self.links,
+            "bytes": self.bytes,
+            "syncs": self.syncs,
+        }
+
+    def create(self, path):
+        f = open(path, "wb")
+        self.created += 1
+        return f
+
+    def write(self, f, data):
+        f.write(data)
+        self.bytes += len(data)
+
+    def finish(self, f):
+        """Flush, fsync (where the runtime can) and close."""
+        try:
+            compat.fsync(f)
+        finally:
+            f.close()
+
+    def rename(self, src, dst):
+        compat.replace(src, dst)
+        self.renames += 1
+
+    def link(self, src, dst):
+        compat.link(src, dst)
+        self.links += 1
+
+    def remove(self, path):
+        """Remove `path`; a missing file is not an error (recovery repeats work)."""
+        try:
+            os.remove(path)
+        except OSError:
+            if compat.exists(path):
+                raise
+            return
+        self.removes += 1
+
+    def sync_dir(self, path):
+        compat.sync_dir(path)
+        self.syncs += 1
+
+    def put(self, path, tmp, text):
+        """Replace the small file `path` by `text` atomically (old or new, never neither)."""
+        f = self.create(tmp)
+        try:
+            self.write(f, text.encode())
+        finally:
+            self.finish(f)
+        self.rename(tmp, path)
+        self.sync_dir(path.rsplit("/", 1)[0])
+
+
+def read_record(path):
+    """A small JSON record file -> dict (raises OSError / ValueError)."""
+    with open(path, "rb") as f:
+        data = f.read(_RECORD_MAX)
+    return json.loads(data)
 
 
 class Spool:
     """The spool under `root`. Call recover() once at boot before anything else.
 
     Attributes: maildrops (mailbox.Maildrops), queue (outq.OutboundQueue),
-    boot (this boot's id, str), flash (Flash counters).
+    boot (this boot's id, str), flash (Flash counters). `links`: fan out with
+    hard links (default where the runtime has them) or with reference stubs.
     """
 
-    def __init__(self, root, reserve=65536, chunk=2048):
-        self.root = root
+    def __init__(self, root, reserve=65536, links=None):
+        from .mailbox import Maildrops
+        from .outq import OutboundQueue
+
+        self.root = root.rstrip("/") or "/"
         self.reserve = reserve
-        self.chunk = chunk
+        self.links = compat.HAS_LINK if links is None else links
+        self.flash = Flash()
+        self.boot = ""
+        self._seq = 0
+        self.maildrops = Maildrops(self)
+        self.queue = OutboundQueue(self)
+
+    # ---- paths ----
+
+    def path(self, kind, name=""):
+        return self.root + "/" + kind + ("/" + name if name else "")
+
+    def mail_dir(self, user):
+        return self.root + "/mail/" + user
+
+    # ---- boot ----
 
     def recover(self):
         """Remove half-written files, finish interrupted fan-outs, free orphan bodies.
 
-        Idempotent. Returns a dict of counts {"tmp": n, "fanout": n, "orphans": n}.
+        Idempotent: a crash during recovery is recovered by the next one.
+        Returns counts {"tmp", "fanout", "orphans", "queue"}.
         """
-        raise NotImplementedError
+        for d in ("tmp", "new", "body", "queue", "mail", "locks"):
+            compat.makedirs(self.path(d))
+        self._new_boot()
+        counts = {"tmp": 0, "fanout": 0, "orphans": 0, "queue": 0}
+        tmp = self.path("tmp")
+        for name in os.listdir(tmp):
+            self.flash.remove(tmp + "/" + name)
+            counts["tmp"] += 1
+        for name in sorted(os.listdir(self.path("new"))):
+            p = self.path("new", name)
+            try:
+                rec = read_record(p)
+            except (OSError, ValueError) as e:  # cannot happen after an atomic rename; be safe
+                log.error("spool: unreadable envelope %s (%s), dropped", name, compat.exc_text(e))
+                self.flash.remove(p)
+                continue
+            if not compat.exists(self.path("body", name)):
+                log.error("spool: envelope %s without body, dropped", name)
+                self.flash.remove(p)
+                continue
+            self._fan_out(name, rec)
+            counts["fanout"] += 1
+        for name in os.listdir(self.path("body")):
+            if not self._body_held(name):
+                self.flash.remove(self.path("body", name))
+                counts["orphans"] += 1
+        counts["queue"] = self.queue.rebuild()
+        if counts["tmp"] or counts["fanout"] or counts["orphans"]:
+            log.warn("spool recovery: %s", json.dumps(counts))
+        return counts
+
+    def _new_boot(self):
+        p = self.path("boot")
+        nonce, n = "", 0
+        try:
+            with open(p) as f:
+                parts = f.read(64).split()
+            nonce, n = parts[0], int(parts[1])
+        except (OSError, ValueError, IndexError):
+            pass
+        if not nonce:
+            nonce = "".join(["%02x" % b for b in compat.urandom(4)])
+        n += 1
+        self.flash.put(p, self.path("tmp", "boot"), "%s %d\n" % (nonce, n))
+        self.boot = "%s-%08x" % (nonce, n)
+        self._seq = 0
+
+    def new_id(self):
+        """A message id never used before in this spool: NONCE-BOOT-SEQ (fixed-width hex, sorts by age)."""
+        if not self.boot:
+            raise OSError("spool: recover() was not called")
+        self._seq += 1
+        return "%s-%08x" % (self.boot, self._seq)
+
+    # ---- space ----
+
+    def free(self):
+        """Free octets above the reserve (negative below it), or None if the runtime cannot tell."""
+        f = compat.disk_free(self.root)
+        if f < 0:
+            return None
+        return f - self.reserve
 
     def has_room(self, size=0):
-        """True if free space minus the reserve is at least `size` octets."""
-        return compat.disk_free(self.root) < 0 or compat.disk_free(self.root) - self.reserve >= size
+        """True if free space minus the reserve is at least `size` octets (SIZE=, RFC 1870)."""
+        f = self.free()
+        return f is None or f >= size
 
     def writer(self):
         """A new SpoolWriter; raises SpoolFull if there is no room at all."""
-        raise NotImplementedError
+        budget = self.free()
+        if budget is not None and budget <= 0:
+            raise SpoolFull(_ENOSPC, "spool full")
+        return SpoolWriter(self, self.new_id(), budget)
+
+    # ---- commit and fan-out ----
+
+    def _commit(self, msg_id, tmp, sender, size, users, remote):
+        fl = self.flash
+        if len(users) == 1 and not remote:
+            # One maildrop: the rename into it is the commit (no envelope needed).
+            d = self.mail_dir(users[0])
+            compat.makedirs(d)
+            fl.rename(tmp, d + "/" + msg_id)
+            fl.sync_dir(d)
+            return
+        fl.rename(tmp, self.path("body", msg_id))
+        fl.sync_dir(self.path("body"))
+        rec = {
+            "id": msg_id,
+            "sender": sender,
+            "size": size,
+            "created": compat.wall_time(),
+            "next": 0,
+            "attempts": 0,
+            "sessions": 0,
+            "local": users,
+            "rcpts": [[a, "pending", "", 0] for a in remote],
+        }
+        # Commit point: the envelope renamed into new/ (body already durable in body/).
+        fl.put(self.path("new", msg_id), self.path("tmp", msg_id + ".env"), json.dumps(rec))
+        try:
+            self._fan_out(msg_id, rec)
+        except OSError as e:  # committed: the envelope stays in new/ and recover() finishes it
+            log.error("spool: fan-out of %s deferred to recovery: %s", msg_id, compat.exc_text(e))
+
+    def _fan_out(self, msg_id, rec):
+        """Deliver an envelope in new/ to its maildrops, then file or drop it. Idempotent."""
+        fl = self.flash
+        body = self.path("body", msg_id)
+        for user in rec["local"]:
+            d = self.mail_dir(user)
+            compat.makedirs(d)
+            if self.links:
+                dst = d + "/" + msg_id
+                if not compat.exists(dst):
+                    fl.link(body, dst)
+            else:
+                dst = d + "/" + msg_id + ".ref"
+                if not compat.exists(dst):
+                    fl.create(dst).close()
+            fl.sync_dir(d)
+        env = self.path("new", msg_id)
+        if rec["rcpts"]:
+            fl.rename(env, self.path("queue", msg_id))
+            fl.sync_dir(self.path("queue"))
+            self.queue.index(msg_id, rec["next"])
+        else:
+            fl.remove(env)
+            fl.sync_dir(self.path("new"))
+            self.release(msg_id)
+
+    def _body_held(self, msg_id):
+        if compat.exists(self.path("new", msg_id)) or compat.exists(self.path("queue", msg_id)):
+            return True
+        stub = "/" + msg_id + ".ref"
+        mail = self.path("mail")
+        for user in os.listdir(mail):
+            if compat.exists(mail + "/" + user + stub):
+                return True
+        return False
+
+    def release(self, msg_id):
+        """Free body/ID once no envelope, queue record or maildrop stub refers to it."""
+        if not compat.exists(self.path("body", msg_id)) or self._body_held(msg_id):
+            return
+        self.flash.remove(self.path("body", msg_id))
+
+    def open_body(self, msg_id):
+        """The shared body of a queued / fanned-out message, opened 'rb'."""
+        return open(self.path("body", msg_id), "rb")
 
 
 class SpoolWriter:
-    """Streams one message body to tmp/ in constant RAM; commit() makes it durable."""
+    """Streams one message body to tmp/ in constant RAM; commit() makes it durable.
 
-    size = 0  # octets written so far
+    The free-space budget is read once (statvfs is slow on littlefs) and again
+    only when the message outgrows it; a real ENOSPC is SpoolFull too.
+    """
+
+    def __init__(self, spool, msg_id, budget):
+        self.spool = spool
+        self.id = msg_id
+        self.size = 0
+        self._budget = budget
+        self._tmp = spool.path("tmp", msg_id)
+        self._f = spool.flash.create(self._tmp)
 
     def write(self, data):
         """Append bytes/memoryview `data`. Raises SpoolFull (and aborts) if flash fills."""
-        raise NotImplementedError
+        f = self._f
+        if f is None:
+            raise OSError("spool writer is closed")
+        n = len(data)
+        if self._budget is not None and self.size + n > self._budget:
+            self._budget = self.spool.free()
+            if self._budget is not None and self.size + n > self._budget:
+                self.abort()
+                raise SpoolFull(_ENOSPC, "spool full (reserve reached)")
+        try:
+            self.spool.flash.write(f, data)
+        except OSError as e:
+            self.abort()
+            if e.args and e.args[0] == _ENOSPC:
+                raise SpoolFull(_ENOSPC, "spool full")
+            raise
+        self.size += n
 
     def commit(self, sender, recipients):
         """Make the message durable and deliver it; returns the message id (str).
 
         sender: str ("" for <>). recipients: list of delivery.Route. Local routes
         land in maildrops, remote ones become one outbound queue record. Durable
-        on return; only then may SMTP answer 250.
+        on return; only then may SMTP answer 250. On OSError nothing was promised
+        (the writer is aborted; SMTP answers 451).
         """
-        raise NotImplementedError
+        f = self._f
+        if f is None:
+            raise OSError("spool writer is closed")
+        users = []
+        remote = []
+        for r in recipients:
+            if r.kind == "local":
+                for u in r.users:
+                    if u not in users:
+                        users.append(u)
+            elif r.address not in remote:
+                remote.append(r.address)
+        if not users and not remote:
+            self.abort()
+            raise ValueError("no recipients")
+        self._f = None
+        try:
+            self.spool.flash.finish(f)
+            self.spool._commit(self.id, self._tmp, sender, self.size, users, remote)
+        except OSError as e:
+            self.spool.flash.remove(self._tmp)
+            if e.args and e.args[0] == _ENOSPC:
+                raise SpoolFull(_ENOSPC, "spool full")
+            raise
+        return self.id
 
     def abort(self):
         """Throw the message away. Idempotent; nothing half-written remains."""
-        raise NotImplementedError
+        f = self._f
+        self._f = None
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass
+            self.spool.flash.remove(self._tmp)
