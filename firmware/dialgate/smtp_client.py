@@ -1,0 +1,442 @@
+"""SMTP client core (sans-IO): relay queued messages to a smarthost or MX, driven by reply codes.
+
+The transport (`relay.py`) feeds reply lines to `on_line()`, writes what it
+returns, streams `producer` (a message body, dot-stuffed from flash) and runs
+the TLS handshake when `want_tls` is set. No sockets, no clock, no files here.
+"""
+
+import binascii
+
+from . import dotstuff
+from .proto import Session
+
+# RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets; we accept more, bounded.
+MAX_REPLY_LINE = 1000
+# Reply text kept per recipient for the queue record and the DSN (octets).
+MAX_TEXT = 200
+
+# Expected-reply kinds (one entry per command sent, in order: RFC 2920 §3.1).
+GREET = 0
+EHLO = 1
+HELO = 2
+STARTTLS = 3
+AUTH = 4
+AUTH_USER = 5  # AUTH LOGIN: 334 asking for the user name
+AUTH_PASS = 6  # AUTH LOGIN: 334 asking for the password
+AUTH_DONE = 14  # AUTH LOGIN: the final 235
+MAIL = 7
+RCPT = 8
+DATA = 9
+DOT = 10
+RSET = 11
+QUIT = 12
+ETRN = 13
+
+# TLS policies (config relay.tls)
+TLS_NONE = "none"
+TLS_OPPORTUNISTIC = "opportunistic"
+TLS_STARTTLS = "starttls"
+TLS_IMPLICIT = "implicit"
+
+
+class Envelope:
+    """One message to try on this connection.
+
+    `key`: caller's handle (queue id); `sender`: "" for <>; `rcpts`: addresses to
+    try now; `size`: body octets; `opener()` -> binary file with readinto().
+    After the transaction `results[i]` is (code, text) for rcpts[i]; an entry left
+    None was not decided (connection lost, session failed): still pending.
+    """
+
+    def __init__(self, key, sender, rcpts, size, opener):
+        self.key = key
+        self.sender = sender
+        self.rcpts = rcpts
+        self.size = size
+        self.opener = opener
+        self.results = [None] * len(rcpts)
+        self.accepted = [False] * len(rcpts)
+        self.mail_ok = False
+        self.next_rcpt = 0  # without pipelining: index of the next RCPT to send
+
+
+class SmtpClient(Session):
+    """One client connection. `source.next_envelope()` -> Envelope or None hands
+    messages over one at a time (asked for early when pipelining);
+    `source.envelope_done(env)` is called when a transaction is decided.
+
+    Session results: `failed` (code, text) when the session itself failed
+    (greeting, EHLO, STARTTLS, AUTH, 421); `round_trips` counts client turns
+    (each time the client sends and then must wait for the server).
+    """
+
+    max_line = MAX_REPLY_LINE
+    timeout_ms = 300000  # RFC 5321 §4.5.3.2: 5 min for most replies; 10 min after "."
+
+    def __init__(self, source, helo, tls=TLS_STARTTLS, user="", password="", pipelining=True,
+                 etrn=None, rbuf=None):
+        Session.__init__(self, ("", 0))
+        self.source = source
+        self.helo = helo
+        self.tls = tls
+        self.tls_active = tls == TLS_IMPLICIT
+        self.user = user
+        self.password = password
+        self.allow_pipelining = pipelining
+        self.etrn = list(etrn or [])
+        self.etrn_results = []
+        self.rbuf = rbuf or bytearray(1024)
+        self.expect = []  # (kind, envelope, index) per command in flight
+        self.code = 0  # multi-line reply being collected
+        self.text = b""
+        self.ext = {}  # EHLO keyword -> parameter string
+        self.esmtp = False
+        self.authed = False
+        self.want_tls = False
+        self.failed = None
+        self.round_trips = 0
+        self.sent_messages = 0
+        self.in_txn = False  # MAIL accepted, transaction not yet ended
+        self.after_body = None  # commands to send right after the producer
+        self.quit_sent = False
+        self.expect.append((GREET, None, 0))
+
+    # ---- the proto.Session side ---------------------------------------------
+
+    def on_line(self, line):
+        """One reply line without CRLF -> bytes to send, or None."""
+        if len(line) < 3 or not line[:3].isdigit():
+            return self._fail(0, b"malformed reply: " + bytes(line[:60]), False)
+        code = int(line[:3])
+        cont = len(line) > 3 and line[3] == 45  # "-": RFC 5321 §4.2.1 multiline
+        if code == 250 and self.expect and self.expect[0][0] == EHLO:
+            self._ehlo_line(line)
+        if cont:
+            if not self.code:
+                self.code = code
+                self.text = bytes(line[4 : 4 + MAX_TEXT])
+            return None
+        if not self.code:
+            self.text = bytes(line[4 : 4 + MAX_TEXT])
+        self.code = 0
+        if not self.expect:
+            return self._fail(code, b"unexpected reply: " + self.text, False)
+        kind, env, i = self.expect.pop(0)
+        if code == 421 and kind != QUIT:
+            # RFC 5321 §3.8: the server is closing; whatever is in flight stays pending.
+            self.failed = (code, self.text)
+            self.closing = True
+            return None
+        return self._dispatch(kind, env, i, code, self.text)
+
+    def on_overflow(self):
+        self._fail(0, b"reply line too long", False)
+        return None
+
+    def on_eof(self):
+        lost = not self.quit_sent
+        for e in self.expect:
+            lost = lost or e[0] != QUIT
+        if lost and self.failed is None:
+            self.failed = (0, b"connection lost")
+        self.closing = True
+
+    def take_reply(self):
+        """Commands to send once the producer (a message body) has been streamed."""
+        r = self.after_body
+        self.after_body = None
+        return r
+
+    def tls_started(self):
+        """The transport finished the TLS handshake: RFC 3207 §4.2, forget and EHLO again."""
+        self.want_tls = False
+        self.tls_active = True
+        self.ext = {}
+        return self._send(b"EHLO " + self.helo + b"\r\n", EHLO)
+
+    # ---- replies ------------------------------------------------------------
+
+    def _dispatch(self, kind, env, i, code, text):
+        ok = code // 100 == 2
+        if kind == GREET:
+            if code != 220:
+                return self._fail(code, text)
+            return self._send(b"EHLO " + self.helo + b"\r\n", EHLO)
+        if kind == EHLO:
+            if ok:
+                self.esmtp = True
+                return self._after_hello()
+            if code // 100 == 5:  # RFC 5321 §3.2: fall back to HELO
+                return self._send(b"HELO " + self.helo + b"\r\n", HELO)
+            return self._fail(code, text)
+        if kind == HELO:
+            if not ok:
+                return self._fail(code, text)
+            self.esmtp = False
+            self.ext = {}
+            return self._after_hello()
+        if kind == STARTTLS:
+            if code != 220:
+                return self._fail(code, text)
+            self.want_tls = True  # the transport must discard buffered input (RFC 3207 §5)
+            return None
+        if kind == AUTH or kind == AUTH_DONE:
+            if code != 235:
+                return self._fail(code, text)
+            self.authed = True
+            return self._next_transaction(b"")
+        if kind == AUTH_USER or kind == AUTH_PASS:  # RFC 4954 §4: 334 challenges
+            if code != 334:
+                return self._fail(code, text)
+            if kind == AUTH_USER:
+                return self._send(_b64(self.user.encode()) + b"\r\n", AUTH_PASS)
+            return self._send(_b64(self.password.encode()) + b"\r\n", AUTH_DONE)
+        if kind == MAIL:
+            env.mail_ok = ok
+            self.in_txn = ok
+            if not ok:
+                _decide_all(env, code, text)
+            return self._maybe_next(env)
+        if kind == RCPT:
+            if env.mail_ok:
+                if ok:
+                    env.accepted[i] = True
+                else:
+                    env.results[i] = (code, text)
+            return self._maybe_next(env)
+        if kind == DATA:
+            return self._on_data_reply(env, code, text)
+        if kind == DOT:
+            self.in_txn = False
+            for j in range(len(env.rcpts)):
+                if env.accepted[j]:
+                    env.results[j] = (code, text)
+            if ok:
+                self.sent_messages += 1
+            self._done(env)
+            return self._maybe_send_after_dot()
+        if kind == RSET:
+            return None if self.pipelining() else self._next_transaction(b"")
+        if kind == ETRN:
+            self.etrn_results.append((code, text))
+            return self._next_etrn()
+        if kind == QUIT:
+            self.closing = True
+            return None
+        return None
+
+    def _ehlo_line(self, line):
+        """RFC 5321 §4.1.1.1: one extension per line after the first."""
+        if not self.code:
+            return  # first line is the greeting text, not an extension
+        words = bytes(line[4:]).decode("latin-1").split(None, 1)
+        if not words:
+            return
+        key = words[0].upper()
+        param = words[1] if len(words) > 1 else ""
+        if key.startswith("AUTH="):  # pre-RFC 4954 form
+            param = key[5:] + " " + param
+            key = "AUTH"
+        if key == "AUTH" and "AUTH" in self.ext:
+            param = self.ext["AUTH"] + " " + param
+        self.ext[key] = param.upper() if key == "AUTH" else param
+
+    def _after_hello(self):
+        offered = "STARTTLS" in self.ext
+        if not self.tls_active and (self.tls == TLS_STARTTLS or (self.tls == TLS_OPPORTUNISTIC and offered)):
+            if not offered:  # RFC 3207 §4.1: a required STARTTLS that is missing ends the session
+                return self._fail(0, b"STARTTLS required but not offered")
+            return self._send(b"STARTTLS\r\n", STARTTLS)
+        if self.user and not self.authed:
+            if not self.tls_active and self.tls != TLS_NONE:
+                return self._fail(0, b"refusing to send a password without TLS")
+            mechs = self.ext.get("AUTH", "").split()
+            if "PLAIN" in mechs:  # RFC 4954 §4 initial response, RFC 4616
+                cred = b"\0" + self.user.encode() + b"\0" + self.password.encode()
+                return self._send(b"AUTH PLAIN " + _b64(cred) + b"\r\n", AUTH)
+            if "LOGIN" in mechs:
+                return self._send(b"AUTH LOGIN\r\n", AUTH_USER)
+            return self._fail(0, b"server offers no AUTH PLAIN or LOGIN")
+        return self._next_transaction(b"")
+
+    def _on_data_reply(self, env, code, text):
+        if code != 354:
+            # RFC 5321 §3.3: no data without 354; accepted rcpts take this reply.
+            for j in range(len(env.rcpts)):
+                if env.accepted[j] and env.results[j] is None:
+                    env.results[j] = (code, text)
+                    env.accepted[j] = False
+            self._done(env)
+            return self._next_transaction(b"RSET\r\n" if self.in_txn else b"")
+        # 354: stream the body (or, with no accepted recipient, an empty one: RFC 2920 §3.1).
+        self.expect.append((DOT, env, 0))
+        if True in env.accepted:
+            self.producer = dotstuff.MessageProducer(env.opener(), self.rbuf)
+        else:
+            self.producer = _Bytes(b".\r\n")
+        self.round_trips += 1 if len(self.expect) == 1 else 0
+        if self.pipelining():
+            # RFC 2920 §3.1: message content may start a group; pipeline the next envelope.
+            self.after_body = self._next_transaction(b"", counted=True)
+        return None
+
+    def _maybe_next(self, env):
+        """After MAIL/RCPT replies without pipelining: send the next command of env."""
+        if self.pipelining() or self.expect:
+            return None
+        if not env.mail_ok:
+            self._done(env)
+            return self._next_transaction(b"")
+        i = env.next_rcpt
+        if i < len(env.rcpts):
+            env.next_rcpt = i + 1
+            return self._send(_rcpt(env.rcpts[i]), RCPT, env, i)
+        if True not in env.accepted:
+            self._done(env)
+            return self._next_transaction(b"RSET\r\n")
+        return self._send(b"DATA\r\n", DATA, env)
+
+    def _maybe_send_after_dot(self):
+        if self.pipelining():
+            return None  # the next group already went out behind the body
+        return self._next_transaction(b"")
+
+    # ---- transactions ----------------------------------------------------------
+
+    def pipelining(self):
+        return self.allow_pipelining and "PIPELINING" in self.ext
+
+    def _next_transaction(self, prefix, counted=False):
+        """Commands opening the next message (RSET first if `prefix`), or ETRN/QUIT.
+
+        Without pipelining a RSET goes alone; its reply calls us again."""
+        if not counted and not self.expect:
+            self.round_trips += 1  # whatever follows, the client now waits
+        if prefix:
+            self.in_txn = False
+            self.expect.append((RSET, None, 0))
+            if not self.pipelining():
+                return prefix
+        while True:
+            env = self.source.next_envelope()
+            if env is None:
+                break
+            limit = _size_limit(self.ext.get("SIZE", ""))
+            if limit and env.size > limit:
+                # RFC 1870 §6: the server's fixed limit; do not send, bounce.
+                t = "5.3.4 message size %d exceeds the server's limit of %d octets (RFC 1870)" % (env.size, limit)
+                _decide_all(env, 552, t.encode())
+                self._done(env)
+                continue
+            if not env.rcpts:
+                self._done(env)
+                continue
+            return self._open(env, prefix)
+        if self.etrn and self.esmtp and not prefix:
+            self.expect.append((ETRN, None, 0))
+            return self._etrn_cmd()
+        self.quit_sent = True
+        self.expect.append((QUIT, None, 0))
+        return prefix + b"QUIT\r\n"
+
+    def _open(self, env, prefix):
+        mail = b"MAIL FROM:<" + env.sender.encode() + b">"
+        if "SIZE" in self.ext:
+            mail += (" SIZE=%d" % env.size).encode()  # RFC 1870 §3
+        if "8BITMIME" in self.ext:
+            mail += b" BODY=8BITMIME"  # RFC 6152 §3: content may contain 8-bit octets
+        mail += b"\r\n"
+        if not self.pipelining():
+            self.expect.append((MAIL, env, 0))
+            return mail
+        parts = [prefix, mail]
+        for r in env.rcpts:
+            parts.append(_rcpt(r))
+        parts.append(b"DATA\r\n")  # RFC 2920 §3.1: DATA ends the group
+        self.expect.append((MAIL, env, 0))
+        for i in range(len(env.rcpts)):
+            self.expect.append((RCPT, env, i))
+        self.expect.append((DATA, env, 0))
+        return b"".join(parts)
+
+    def _send(self, data, kind, env=None, i=0):
+        if not self.expect:
+            self.round_trips += 1
+        self.expect.append((kind, env, i))
+        return data
+
+    def _etrn_cmd(self):
+        d = self.etrn.pop(0)
+        return b"ETRN " + d.encode() + b"\r\n"  # RFC 1985 §3
+
+    def _next_etrn(self):
+        if self.etrn:
+            return self._send(self._etrn_cmd(), ETRN)
+        self.quit_sent = True
+        return self._send(b"QUIT\r\n", QUIT)
+
+    def _done(self, env):
+        self.source.envelope_done(env)
+
+    def _fail(self, code, text, polite=True):
+        """The session cannot go on: say QUIT (if the line is still sane) and close."""
+        if self.failed is None:
+            self.failed = (code, text)
+        if self.quit_sent or not polite:
+            self.closing = True
+            return None
+        self.quit_sent = True
+        self.expect = [(QUIT, None, 0)]
+        return b"QUIT\r\n"
+
+
+class _Bytes:
+    """A producer for a short constant (the lone "." ending an empty DATA)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def fill(self, buf):
+        d = self.data
+        if not d:
+            return 0
+        n = len(d)
+        buf[:n] = d
+        self.data = b""
+        return n
+
+    def close(self):
+        pass
+
+
+def _rcpt(addr):
+    return b"RCPT TO:<" + addr.encode() + b">\r\n"
+
+
+def _b64(data):
+    return binascii.b2a_base64(data)[:-1]
+
+
+def _decide_all(env, code, text):
+    for j in range(len(env.rcpts)):
+        if env.results[j] is None:
+            env.results[j] = (code, text)
+        env.accepted[j] = False
+
+
+def _size_limit(param):
+    """RFC 1870 §4: SIZE with an optional limit; 0 means no fixed limit."""
+    p = param.strip()
+    return int(p) if p.isdigit() else 0
+
+
+def outcome(result):
+    """(code, text) or None -> "delivered" | "retry" | "failed" | "pending" (RFC 5321 §4.2.1)."""
+    if result is None:
+        return "pending"
+    c = result[0] // 100
+    if c == 2:
+        return "delivered"
+    if c == 5:
+        return "failed"
+    return "retry"
