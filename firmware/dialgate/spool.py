@@ -89,8 +89,11 @@ class Flash:
 
 def read_record(path):
     """A small JSON record file -> dict (raises OSError / ValueError)."""
+    size = compat.file_size(path)
+    if size > _RECORD_MAX:
+        raise ValueError("record too large")
     with open(path, "rb") as f:
-        data = f.read(_RECORD_MAX)
+        data = f.read(size)
     return json.loads(data)
 
 

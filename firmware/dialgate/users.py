@@ -62,10 +62,13 @@ def valid_password(pw):
 
 def _read_json(path):
     try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_FILE)
+        size = compat.file_size(path)
     except OSError:
         return {}
+    if size > _MAX_FILE:
+        raise ValueError("%s is too large" % path)
+    with open(path, "rb") as f:
+        data = f.read(size)
     return json.loads(data)
 
 
