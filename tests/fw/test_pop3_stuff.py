@@ -1,0 +1,130 @@
+"""Chunk-safe dot-stuffing and TOP cut-off (dotstuff.py): every read size and
+every output buffer size against a line-by-line reference."""
+
+import io
+
+from dialgate.dotstuff import LinesProducer, MessageProducer
+
+
+def lines_of(msg):
+    out = []
+    i = 0
+    while i < len(msg):
+        j = msg.find(b"\n", i)
+        j = len(msg) if j < 0 else j + 1
+        out.append(msg[i:j])
+        i = j
+    return out
+
+
+def reference(msg, top=None):
+    """RFC 1939 §3 and §7 the obvious way: whole message, line by line."""
+    out = []
+    in_header = True
+    left = top
+    for ln in lines_of(msg):
+        if top is not None and not in_header:
+            if left <= 0:
+                break
+            left -= 1
+        out.append(b"." + ln if ln.startswith(b".") else ln)
+        if in_header and ln in (b"\r\n", b"\n"):
+            in_header = False
+    body = b"".join(out)
+    if body and not body.endswith(b"\n"):
+        body += b"\r\n"
+    return body + b".\r\n"
+
+
+def produce(msg, rsize, osize, top=None):
+    p = MessageProducer(io.BytesIO(msg), bytearray(rsize), top)
+    buf = bytearray(osize)
+    out = []
+    while True:
+        n = p.fill(buf)
+        if not n:
+            break
+        out.append(bytes(buf[:n]))
+    assert p.fill(buf) == 0
+    return b"".join(out)
+
+
+SAMPLES = [
+    b"Subject: s\r\n\r\n.\r\n..\r\n.x\r\nx.\r\n\r\n.\r\n",
+    b".starts with dot\r\n\r\n.",
+    b"H: 1\r\nH: 2\r\n\r\nb1\r\n.b2\r\nb3\r\nb4",
+    b"H: only header\r\n",
+    b"H: lf\n\n.one\ntwo\n",
+    b"",
+    b"\r\n\r\n.\r\n",
+    b"H: x\r\n\r\r\n\r\nbody\r\n",  # a line holding just CR is not the end of the header
+]
+
+
+def test_stuffing_every_read_and_write_size():
+    for msg in SAMPLES:
+        want = reference(msg)
+        for rsize in range(1, len(msg) + 2):
+            for osize in (2, 3, 4, 5, 7, 64):
+                got = produce(msg, rsize, osize)
+                assert got == want, (msg, rsize, osize, got, want)
+
+
+def test_top_every_read_and_write_size():
+    for msg in SAMPLES:
+        for top in (0, 1, 2, 3, 10):
+            want = reference(msg, top)
+            for rsize in range(1, len(msg) + 2):
+                for osize in (2, 3, 5, 64):
+                    got = produce(msg, rsize, osize, top)
+                    assert got == want, (msg, top, rsize, osize, got, want)
+
+
+def test_dot_lines_split_across_chunks():
+    # The "." that starts a line arrives alone at the start of the next read,
+    # and the CRLF before it ends the previous read (Twisted #2071).
+    msg = b"a\r\n" + b".\r\n" * 50 + b"..x\r\n" * 50
+    want = reference(msg)
+    assert want.count(b"..\r\n") == 50
+    for rsize in (1, 2, 3, 4, 5):
+        assert produce(msg, rsize, 3) == want
+
+
+def test_top_stops_reading_after_its_lines():
+    class Counting:
+        reads = 0
+
+        def __init__(self, data):
+            self.f = io.BytesIO(data)
+
+        def readinto(self, b):
+            Counting.reads += 1
+            return self.f.readinto(b)
+
+        def close(self):
+            self.f.close()
+
+    body = b"H: 1\r\n\r\n" + b"line\r\n" * 1000
+    f = Counting(body)
+    p = MessageProducer(f, bytearray(64), 2)
+    buf = bytearray(256)
+    out = []
+    n = p.fill(buf)
+    while n:
+        out.append(bytes(buf[:n]))
+        n = p.fill(buf)
+    assert b"".join(out) == b"H: 1\r\n\r\nline\r\nline\r\n.\r\n"
+    assert Counting.reads == 1 and p.f is None  # file closed, the rest never read
+
+
+def test_listing_producer_skips_and_splits():
+    lines = [b"1 10\r\n", None, b"3 300\r\n"]
+    for osize in (1, 2, 3, 50):
+        p = LinesProducer(lambda i: lines[i], 3)
+        buf = bytearray(osize)
+        out = []
+        n = p.fill(buf)
+        while n:
+            out.append(bytes(buf[:n]))
+            n = p.fill(buf)
+        assert b"".join(out) == b"1 10\r\n3 300\r\n.\r\n", out
