@@ -10,6 +10,8 @@ import sys
 from . import compat, config, log
 from .console import Commands, ConsoleSession, add_base_commands
 from .delivery import Router
+from .link import add_commands as add_link_commands
+from .link import make_link
 from .net import Net
 from .proto import Session
 from .spool import Spool
@@ -52,7 +54,8 @@ class Gateway:
         self.router = Router(cfg, self.users)
         add_user_commands(self.commands)
         self.started = compat.ticks_ms()
-        self.link = None  # set by the link layer; None = no link configured yet
+        self.link = make_link(cfg)  # link.py: up()/down()/is_up()/describe(); no I/O until up()
+        add_link_commands(self.commands)
         self.stopping = None
         self.tasks = []
 
@@ -126,6 +129,8 @@ class Gateway:
             ticker.cancel()
             for t in self.tasks:
                 t.cancel()
+            if self.link is not None:
+                await self.link.down()  # never leave the line up (and billing) on exit
             await self.net.close()
             log.LOG.flush()
 

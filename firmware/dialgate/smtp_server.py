@@ -1,0 +1,474 @@
+"""ESMTP server (RFC 5321) as a sans-IO session: LAN submission and inbound mail.
+
+Dispatch on state, then verb, from one table; DATA streams through
+smtp_data.DotDecoder into the spool writer. `net` drives it; STARTTLS is done
+by `net` when the session sets `tls` (see proto.Session).
+"""
+
+import binascii
+
+from . import auth, compat, limits, log
+from .proto import Session
+from .smtp_addr import BadPath, needs_relay, parse_path
+from .smtp_data import ERR_FULL, ERR_IO, DotDecoder, rfc5322_date
+from .spool import SpoolFull
+
+# Session states (bit masks, so a table entry can allow several).
+S_GREET = 1  # connected, no HELO/EHLO yet
+S_READY = 2  # after HELO/EHLO, no transaction
+S_MAIL = 4  # MAIL accepted
+S_RCPT = 8  # at least one RCPT accepted
+ANY = 15
+
+_CLOCK_SET = 1577836800  # 2020-01-01: a wall clock before this was never set
+
+
+class SmtpService:
+    """What all SMTP sessions share: config, spool, router, users, throttle, TLS.
+
+    `tls`: a server-side ssl context (STARTTLS offered), or None. `users`: a
+    users.UserStore, or None (AUTH not offered). `session(peer)` is the
+    factory `net.listen` wants.
+    """
+
+    def __init__(self, cfg, spool, router, users=None, tls=None, throttle=None):
+        self.cfg = cfg
+        self.spool = spool
+        self.router = router
+        self.users = users
+        self.tls = tls
+        self.throttle = throttle or auth.AuthThrottle()
+        self.hostname = cfg["hostname"]
+        self.max_size = cfg["smtp.max_size"]
+        self.max_rcpts = cfg["smtp.max_recipients"]
+        self.auth_plaintext = cfg["smtp.auth_plaintext"]
+        self.scan_size = cfg["board.buffer"]  # DATA scan buffer, allocated once per session
+
+    def session(self, peer):
+        return SmtpSession(peer, self)
+
+
+class SmtpSession(Session):
+    max_line = limits.SMTP_COMMAND_LINE
+    timeout_ms = limits.SMTP_COMMAND_TIMEOUT_MS
+
+    def __init__(self, peer, svc):
+        Session.__init__(self, peer)
+        self.svc = svc
+        self.tls = None  # proto.Session: set to an ssl context to have net start TLS
+        self.lan = svc.cfg.is_lan(peer[0])
+        self.tls_active = False
+        self.state = S_GREET
+        self.helo = ""
+        self.esmtp = False
+        self.user = None
+        self.sasl = None  # pending SASL step: "plain", "user", "pass"
+        self.sasl_name = None
+        self.bogus = 0
+        self.messages = 0
+        self.reply = None
+        self.scratch = None
+        self.writer = None
+        self.decoder = None
+        self.sender = None
+        self.routes = []
+
+    # ---- proto.Session ---------------------------------------------------------
+
+    def greeting(self):
+        return ("220 %s ESMTP dialgate\r\n" % self.svc.hostname).encode()
+
+    def on_line(self, line):
+        if self.tls is not None:
+            return None  # RFC 3207 §4.2: whatever followed STARTTLS is discarded
+        if self.sasl is not None:
+            return self._sasl_line(line)
+        sp = line.find(b" ")
+        verb = (line if sp < 0 else line[:sp]).upper()
+        entry = COMMANDS.get(verb)
+        if entry is None:
+            return self._bogus(b"500 5.5.2 Command not recognized\r\n")
+        if not entry[0] & self.state:
+            return self._bogus(self._out_of_order(verb))
+        return entry[1](self, b"" if sp < 0 else line[sp + 1 :])
+
+    def on_data(self, mv):
+        d = self.decoder
+        n = d.feed(mv)
+        if d.done:
+            self.raw = False
+            self.timeout_ms = limits.SMTP_COMMAND_TIMEOUT_MS
+            self.reply = self._end_of_data()
+        return n
+
+    def take_reply(self):
+        r = self.reply
+        self.reply = None
+        return r
+
+    def on_overflow(self):
+        if self.tls is not None:
+            return b""
+        if self.sasl is not None:
+            self.sasl = None
+            return b"500 5.5.6 Authentication exchange line is too long\r\n"  # RFC 4954 §4
+        return self._bogus(b"500 5.5.2 Line too long\r\n")  # RFC 5321 §4.5.3.1.4
+
+    def on_timeout(self):
+        return ("421 4.4.2 %s Timeout, closing connection\r\n" % self.svc.hostname).encode()
+
+    def on_eof(self):
+        self._drop_message()
+
+    def on_close(self):
+        self._drop_message()
+
+    def on_tls(self):
+        """net finished the TLS handshake: RFC 3207 §4.2, forget all the client told us."""
+        self._drop_message()
+        self.tls = None
+        self.tls_active = True
+        self.state = S_GREET
+        self.helo = ""
+        self.esmtp = False
+        self.user = None
+        self.sasl = None
+
+    # ---- helpers -----------------------------------------------------------
+
+    def _bogus(self, reply):
+        """A protocol error: after limits.SMTP_BOGUS_COMMANDS of them, 421 and close."""
+        self.bogus += 1
+        if self.bogus < limits.SMTP_BOGUS_COMMANDS:
+            return reply
+        self.closing = True
+        log.warn("smtp %s: too many bad commands, closing", self.peer[0])
+        return reply + ("421 4.7.0 %s Too many errors, closing connection\r\n" % self.svc.hostname).encode()
+
+    def _out_of_order(self, verb):
+        st = self.state
+        if st == S_GREET:
+            return b"503 5.5.1 Send HELO or EHLO first\r\n"
+        if verb == b"MAIL":
+            return b"503 5.5.1 Sender already given\r\n"
+        if verb in (b"AUTH", b"STARTTLS"):
+            return b"503 5.5.1 Not during a mail transaction\r\n"
+        if verb == b"DATA" and st == S_MAIL:
+            return b"503 5.5.1 No valid recipients\r\n"
+        return b"503 5.5.1 Need MAIL command first\r\n"
+
+    def _reset(self):
+        self._drop_message()
+        self.sender = None
+        self.routes = []
+        if self.state != S_GREET:
+            self.state = S_READY
+
+    def _drop_message(self):
+        w = self.writer
+        self.writer = None
+        self.decoder = None
+        if w is not None:
+            try:
+                w.abort()
+            except Exception as e:
+                log.exception("smtp abort", e)
+
+    def _auth_allowed(self):
+        if self.svc.users is None:
+            return False
+        p = self.svc.auth_plaintext
+        return self.tls_active or p == "always" or (p == "lan" and self.lan)
+
+    def _may_relay(self):
+        return self.lan or self.user is not None
+
+    # ---- verbs (RFC 5321 §4.1.1 unless noted) --------------------------------------
+
+    def smtp_EHLO(self, arg):
+        if not arg:
+            return self._bogus(b"501 5.5.4 Syntax: EHLO hostname\r\n")
+        self._greet(arg, True)
+        svc = self.svc
+        lines = [
+            "250-%s Hello %s [%s]" % (svc.hostname, self.helo, self.peer[0]),
+            "250-PIPELINING",  # RFC 2920
+            "250-SIZE %d" % svc.max_size,  # RFC 1870
+            "250-8BITMIME",  # RFC 6152
+            "250-ENHANCEDSTATUSCODES",  # RFC 2034
+        ]
+        if self._auth_allowed() and self.user is None:
+            lines.append("250-AUTH PLAIN LOGIN")  # RFC 4954
+        if svc.tls is not None and not self.tls_active:
+            lines.append("250-STARTTLS")  # RFC 3207
+        lines.append("250 HELP\r\n")
+        return "\r\n".join(lines).encode()
+
+    def smtp_HELO(self, arg):
+        if not arg:
+            return self._bogus(b"501 5.5.4 Syntax: HELO hostname\r\n")
+        self._greet(arg, False)
+        return ("250 %s\r\n" % self.svc.hostname).encode()
+
+    def _greet(self, arg, esmtp):
+        # §4.1.4: HELO/EHLO mid-transaction resets it like RSET
+        self._reset()
+        self.state = S_READY
+        self.esmtp = esmtp
+        name = bytes([c for c in arg.split(b" ")[0][:64] if 33 <= c <= 126])
+        self.helo = name.decode()
+
+    def smtp_MAIL(self, arg):
+        if self.messages >= limits.SMTP_MESSAGES_PER_SESSION:
+            self.closing = True
+            return b"421 4.7.0 Too many messages in one session, closing connection\r\n"
+        try:
+            addr, params = parse_path(arg, "FROM:")
+        except BadPath as e:
+            return self._bogus(e.reply)
+        svc = self.svc
+        size = 0
+        for k, v in params:
+            if k == "SIZE" and v is not None and v.isdigit():  # RFC 1870 §6
+                size = int(v)
+                if size > svc.max_size:
+                    return b"552 5.3.4 Message size exceeds fixed maximum message size\r\n"
+            elif k == "BODY" and v is not None and v.upper() in ("7BIT", "8BITMIME"):  # RFC 6152
+                pass
+            elif k == "AUTH" and v:  # RFC 4954 §5: accepted, not trusted
+                pass
+            else:
+                return self._bogus(b"555 5.5.4 Unsupported MAIL parameter\r\n")  # §4.1.1.11
+        if not svc.spool.has_room(size):
+            return b"452 4.3.1 Insufficient system storage\r\n"  # RFC 1870 §6.1, RFC 3463
+        self.sender = "" if addr is None else addr.text()
+        self.routes = []
+        self.state = S_MAIL
+        return b"250 2.1.0 Sender ok\r\n"
+
+    def smtp_RCPT(self, arg):
+        svc = self.svc
+        if len(self.routes) >= svc.max_rcpts:
+            return b"452 4.5.3 Too many recipients\r\n"  # §4.5.3.1.10
+        try:
+            addr, params = parse_path(arg, "TO:")
+        except BadPath as e:
+            return self._bogus(e.reply)
+        if addr is None:
+            return self._bogus(b"501 5.1.3 Bad recipient address syntax\r\n")
+        if params:
+            return self._bogus(b"555 5.5.4 Unsupported RCPT parameter\r\n")
+        if needs_relay(svc.cfg, addr) and not self._may_relay():
+            log.warn("smtp %s: relay denied for <%s>", self.peer[0], addr.text())
+            return b"554 5.7.1 Relay access denied\r\n"
+        text = addr.text()
+        if addr.domain is None:
+            if addr.local.lower() != "postmaster":
+                return self._bogus(b"501 5.1.3 Address needs a domain\r\n")
+            text = addr.local + "@" + svc.cfg["domains"][0]  # §4.1.1.3
+        try:
+            route = svc.router.route(text)
+        except Exception as e:
+            log.exception("smtp route", e)
+            return b"451 4.3.0 Local error in processing\r\n"
+        if route is None:
+            return b"550 5.1.1 No such user here\r\n"
+        self.routes.append(route)
+        self.state = S_RCPT
+        return b"250 2.1.5 Recipient ok\r\n"
+
+    def smtp_DATA(self, arg):
+        if arg:
+            return self._bogus(b"501 5.5.4 Syntax: DATA\r\n")
+        svc = self.svc
+        try:
+            if not svc.spool.has_room(0):
+                raise SpoolFull(28, "spool full")
+            w = svc.spool.writer()
+            self.writer = w
+            w.write(self._received())
+        except Exception as e:
+            self._drop_message()
+            return self._refusal(e)
+        if self.scratch is None:
+            self.scratch = bytearray(svc.scan_size)
+        fix = self._head_fix if (self.lan or self.user is not None) else None
+        self.decoder = DotDecoder(w, svc.max_size, limits.SMTP_TEXT_LINE, self.scratch, fix, self._refusal)
+        self.raw = True
+        self.timeout_ms = limits.SMTP_DATA_TIMEOUT_MS
+        return b"354 End data with <CR><LF>.<CR><LF>\r\n"
+
+    def _refusal(self, e):
+        if isinstance(e, SpoolFull):
+            return ERR_FULL
+        log.exception("smtp spool", e)
+        return ERR_IO
+
+    def _end_of_data(self):
+        d = self.decoder
+        w = self.writer
+        reply = d.error
+        if reply is None:
+            try:
+                msg_id = w.commit(self.sender, self.routes)
+                self.writer = None  # committed: nothing to abort
+                self.messages += 1
+                log.info(
+                    "smtp %s: accepted %s from <%s>, %d recipients, %d octets",
+                    self.peer[0],
+                    msg_id,
+                    self.sender,
+                    len(self.routes),
+                    d.size,
+                )
+                reply = ("250 2.0.0 Ok: queued as %s\r\n" % msg_id).encode()
+            except Exception as e:
+                reply = self._refusal(e)
+        else:
+            log.warn("smtp %s: message refused: %s", self.peer[0], reply[:-2].decode())
+        self._reset()
+        return reply
+
+    def _received(self):
+        """RFC 5321 §4.4 trace header; protocol names from RFC 3848."""
+        proto = "ESMTP" if self.esmtp else "SMTP"
+        if self.tls_active:
+            proto += "S"
+        if self.user is not None:
+            proto += "A"
+        svc = self.svc
+        rcpt = ""
+        if len(self.routes) == 1:
+            rcpt = "\r\n\tfor <%s>" % self.routes[0].address
+        return (
+            "Received: from %s ([%s])\r\n\tby %s (dialgate) with %s%s;\r\n\t%s\r\n"
+            % (self.helo, self.peer[0], svc.hostname, proto, rcpt, rfc5322_date(compat.wall_time()))
+        ).encode()
+
+    def _head_fix(self, need_date, need_id):
+        """RFC 6409 §8.2-8.3: a submission server may add Date and Message-ID."""
+        now = compat.wall_time()
+        out = []
+        if need_date and now >= _CLOCK_SET:  # no Date at all beats a 1970 one
+            out.append("Date: %s\r\n" % rfc5322_date(now))
+        if need_id:
+            tag = binascii.hexlify(compat.urandom(8)).decode()
+            out.append("Message-ID: <%d.%s@%s>\r\n" % (now, tag, self.svc.hostname))
+        return "".join(out).encode()
+
+    def smtp_RSET(self, arg):
+        if arg:
+            return self._bogus(b"501 5.5.4 Syntax: RSET\r\n")
+        self._reset()
+        return b"250 2.0.0 Ok\r\n"
+
+    def smtp_NOOP(self, arg):
+        return b"250 2.0.0 Ok\r\n"
+
+    def smtp_QUIT(self, arg):
+        self.closing = True
+        return ("221 2.0.0 %s closing connection\r\n" % self.svc.hostname).encode()
+
+    def smtp_VRFY(self, arg):
+        if not arg:
+            return self._bogus(b"501 5.5.4 Syntax: VRFY address\r\n")
+        return b"252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n"  # §3.5.3
+
+    def smtp_HELP(self, arg):
+        return b"214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP AUTH STARTTLS\r\n"
+
+    def smtp_STARTTLS(self, arg):
+        if arg:
+            return self._bogus(b"501 5.5.4 Syntax: STARTTLS\r\n")
+        if self.svc.tls is None:
+            return self._bogus(b"502 5.5.1 STARTTLS not offered\r\n")
+        if self.tls_active:
+            return self._bogus(b"503 5.5.1 TLS already active\r\n")
+        self.tls = self.svc.tls  # net drains, upgrades, then calls on_tls()
+        return b"220 2.0.0 Ready to start TLS\r\n"
+
+    # ---- AUTH (RFC 4954) -----------------------------------------------------------
+
+    def smtp_AUTH(self, arg):
+        if self.user is not None:
+            return self._bogus(b"503 5.5.1 Already authenticated\r\n")
+        if self.svc.users is None:
+            return self._bogus(b"502 5.5.1 AUTH not offered\r\n")
+        if not self._auth_allowed():
+            return b"538 5.7.11 Encryption required for requested authentication mechanism\r\n"
+        if self.svc.throttle.check(self.peer[0]):
+            return b"454 4.7.0 Too many failed logins, try again later\r\n"
+        mech, _, initial = arg.partition(b" ")
+        mech = mech.upper()
+        if mech == b"PLAIN":
+            if not initial:
+                self.sasl = "plain"
+                return b"334 \r\n"
+            return self._plain(b"" if initial == b"=" else initial)  # RFC 4954 §4: "=" is empty
+        if mech == b"LOGIN":
+            if not initial:
+                self.sasl = "user"
+                return b"334 " + auth.LOGIN_USER + b"\r\n"
+            return self._login_user(initial)
+        return self._bogus(b"504 5.5.4 Unrecognized authentication type\r\n")
+
+    def _sasl_line(self, line):
+        step = self.sasl
+        self.sasl = None
+        if line == auth.CANCEL:
+            return b"501 5.0.0 Authentication cancelled\r\n"
+        if step == "plain":
+            return self._plain(line)
+        if step == "user":
+            return self._login_user(line)
+        pw = auth.decode_text(line)
+        if pw is None:
+            return self._bogus(b"501 5.5.2 Cannot decode response\r\n")
+        return self._verify(self.sasl_name, pw)
+
+    def _plain(self, response):
+        creds = auth.decode_plain(response)
+        if creds is None:
+            return self._bogus(b"501 5.5.2 Cannot decode response\r\n")
+        return self._verify(creds[0], creds[1])
+
+    def _login_user(self, response):
+        name = auth.decode_text(response)
+        if not name:
+            return self._bogus(b"501 5.5.2 Cannot decode response\r\n")
+        self.sasl_name = name
+        self.sasl = "pass"
+        return b"334 " + auth.LOGIN_PASS + b"\r\n"
+
+    def _verify(self, name, password):
+        ip = self.peer[0]
+        try:
+            ok = self.svc.users.check_password(name, password)
+        except Exception as e:
+            log.exception("smtp auth", e)
+            return b"454 4.7.0 Temporary authentication failure\r\n"
+        if ok:
+            self.svc.throttle.succeeded(ip)
+            self.user = name
+            log.info("smtp %s: authenticated as %s", ip, name)
+            return b"235 2.7.0 Authentication successful\r\n"
+        self.pause_ms = self.svc.throttle.failed(ip)
+        log.warn("smtp %s: failed login for %s", ip, name)
+        return b"535 5.7.8 Authentication credentials invalid\r\n"
+
+
+# verb -> (states it is allowed in, method). Wrong state: 503 from on_line.
+COMMANDS = {
+    b"EHLO": (ANY, SmtpSession.smtp_EHLO),
+    b"HELO": (ANY, SmtpSession.smtp_HELO),
+    b"MAIL": (S_READY, SmtpSession.smtp_MAIL),
+    b"RCPT": (S_MAIL | S_RCPT, SmtpSession.smtp_RCPT),
+    b"DATA": (S_RCPT, SmtpSession.smtp_DATA),
+    b"RSET": (ANY, SmtpSession.smtp_RSET),
+    b"NOOP": (ANY, SmtpSession.smtp_NOOP),
+    b"QUIT": (ANY, SmtpSession.smtp_QUIT),
+    b"VRFY": (ANY, SmtpSession.smtp_VRFY),
+    b"HELP": (ANY, SmtpSession.smtp_HELP),
+    b"AUTH": (S_READY, SmtpSession.smtp_AUTH),
+    b"STARTTLS": (S_READY, SmtpSession.smtp_STARTTLS),
+}

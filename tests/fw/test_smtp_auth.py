@@ -1,0 +1,105 @@
+"""SMTP AUTH PLAIN/LOGIN, failed-login throttling, STARTTLS state handling."""
+
+import smtpfakes
+from smtpfakes import GO, LAN, OUTSIDE, RCPT_OK, SENDER_OK, G, Run, ehlo_reply
+
+import fwtest
+from dialgate import auth
+from dialgate.smtp_server import S_GREET
+
+PLAIN = auth.b64encode(b"\x00alice\x00wonderland")
+
+
+def test_auth_plain_and_login_every_form():
+    r = Run(LAN)
+    ok = b"235 2.7.0 Authentication successful\r\n"
+    r.check(
+        b"EHLO x\r\nAUTH PLAIN " + PLAIN + b"\r\nAUTH PLAIN\r\n",
+        G + ehlo_reply(LAN) + ok + b"503 5.5.1 Already authenticated\r\n",
+    )
+    assert r.s.user == "alice"
+    r.check(b"EHLO x\r\nAUTH PLAIN\r\n" + PLAIN + b"\r\n", G + ehlo_reply(LAN) + b"334 \r\n" + ok)
+    r.check(
+        b"EHLO x\r\nAUTH LOGIN\r\n" + auth.b64encode(b"bob") + b"\r\n" + auth.b64encode(b"builder") + b"\r\n",
+        G + ehlo_reply(LAN) + b"334 VXNlcm5hbWU6\r\n" + b"334 UGFzc3dvcmQ6\r\n" + ok,
+    )
+    assert r.s.user == "bob"
+    r.check(
+        b"EHLO x\r\nauth login " + auth.b64encode(b"bob") + b"\r\n" + auth.b64encode(b"builder") + b"\r\n",
+        G + ehlo_reply(LAN) + b"334 UGFzc3dvcmQ6\r\n" + ok,
+    )
+    r.check(
+        b"EHLO x\r\nAUTH LOGIN\r\n*\r\nAUTH PLAIN\r\n!!!\r\nAUTH CRAM-MD5\r\nAUTH PLAIN "
+        + auth.b64encode(b"bob\x00alice\x00wonderland")
+        + b"\r\n",
+        G
+        + ehlo_reply(LAN)
+        + b"334 VXNlcm5hbWU6\r\n"
+        + b"501 5.0.0 Authentication cancelled\r\n"
+        + b"334 \r\n"
+        + b"501 5.5.2 Cannot decode response\r\n"
+        + b"504 5.5.4 Unrecognized authentication type\r\n"
+        + b"501 5.5.2 Cannot decode response\r\n",
+    )
+
+
+def test_auth_failures_slow_down_then_lock_out():
+    svc = smtpfakes.service()
+    bad = b"AUTH PLAIN " + auth.b64encode(b"\x00alice\x00wrong")
+    pauses = []
+    for _ in range(5):
+        s = svc.session(LAN)
+        s.on_line(b"EHLO x")
+        out = s.on_line(bad)  # not through drive(): it clears pause_ms as net would
+        assert out == b"535 5.7.8 Authentication credentials invalid\r\n", out
+        pauses.append(s.pause_ms)
+    assert pauses == [1000, 2000, 4000, 8000, 8000], pauses
+    s = svc.session(LAN)
+    out = fwtest.drive(s, b"EHLO x\r\nAUTH PLAIN " + PLAIN + b"\r\n")
+    assert out.endswith(b"454 4.7.0 Too many failed logins, try again later\r\n"), out
+    assert s.user is None
+    out = fwtest.drive(svc.session(("127.0.0.9", 1)), b"EHLO x\r\nAUTH PLAIN " + PLAIN + b"\r\n")
+    assert b"235 2.7.0" not in out  # 127.0.0.9 is outside the LAN: no plaintext AUTH
+    assert out.endswith(b"538 5.7.11 Encryption required for requested authentication mechanism\r\n"), out
+
+
+def test_auth_over_plaintext_only_where_allowed():
+    r = Run(OUTSIDE)
+    r.check(
+        b"EHLO x\r\nAUTH PLAIN " + PLAIN + b"\r\n",
+        G + ehlo_reply(OUTSIDE, False) + b"538 5.7.11 Encryption required for requested authentication mechanism\r\n",
+    )
+    r = Run(LAN, over={"smtp.auth_plaintext": "never"})
+    r.check(b"EHLO x\r\n", G + ehlo_reply(LAN, False))
+    r = Run(LAN, users=False)
+    r.check(b"EHLO x\r\nAUTH PLAIN\r\n", G + ehlo_reply(LAN, False) + b"502 5.5.1 AUTH not offered\r\n")
+
+
+def test_starttls_discards_early_input_and_forgets_state():
+    ctx = object()
+    r = Run(OUTSIDE, tls=ctx)
+    data = b"EHLO x\r\nSTARTTLS\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<x@example.net>\r\n" + b"x" * 600 + b"\r\n"
+    r.check(data, G + ehlo_reply(OUTSIDE, False, True) + b"220 2.0.0 Ready to start TLS\r\n")
+    s = r.s
+    assert s.tls is ctx
+    s.on_tls()  # net did the handshake
+    assert s.tls is None and s.state == S_GREET and s.tls_active
+    out = fwtest.drive(
+        s,
+        b"MAIL FROM:<a@b.example>\r\nEHLO y\r\nSTARTTLS\r\nAUTH PLAIN " + PLAIN + b"\r\nMAIL FROM:<a@b.example>\r\n"
+        b"RCPT TO:<x@example.net>\r\nDATA\r\nhi\r\n.\r\n",
+    )
+    assert out == (
+        G
+        + b"503 5.5.1 Send HELO or EHLO first\r\n"
+        + ehlo_reply(OUTSIDE, True, name="y")
+        + b"503 5.5.1 TLS already active\r\n"
+        + b"235 2.7.0 Authentication successful\r\n"
+        + SENDER_OK
+        + RCPT_OK
+        + GO
+        + b"250 2.0.0 Ok: queued as M1\r\n"
+    ), out
+    assert b" with ESMTPSA\r\n\tfor <x@example.net>;" in r.svc.spool.committed[0][3]
+    r = Run(LAN)
+    r.check(b"EHLO x\r\nSTARTTLS\r\n", G + ehlo_reply(LAN) + b"502 5.5.1 STARTTLS not offered\r\n")
