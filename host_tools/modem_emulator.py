@@ -1,6 +1,6 @@
 """A Hayes modem on a TCP port, with its telephone line to an emulated ISP.
 
-    python3 -m host_tools.modem_emulator [--serial 127.0.0.1:7700] [--control PORT]
+    python3 -m host_tools.modem_emulator [--serial 127.0.0.1:2700] [--control PORT]
         [--bps 33600] [--rtt-ms 150] [--time-scale 1.0] [--scenario SPEC ...]
         [--forward LISTEN=TARGET ...] [--reverse LISTEN=TARGET ...]
 
@@ -15,7 +15,9 @@ The modem answers AT commands (V.250): echo (E), result forms (V0/V1, Q, X),
 S-registers (S7 carrier wait, S8 comma pause, S12 escape guard time), &C1/&D0-3,
 &F, Z, H, O, I, D (T/P/W/,/;/@), +CGDCONT, and `+++` with guard time. While a
 call is up, every --forward (gateway side listens) and --reverse (ISP side
-listens) rule carries TCP through the paced line (see modem_line.py).
+listens) rule carries TCP through the paced line (see modem_line.py). With
+neither given, the `host` profile's wiring: gateway 127.0.0.1:2526 -> ISP SMTP
+127.0.0.1:2600, and ISP 127.0.0.1:2625 -> gateway SMTP 127.0.0.1:2525.
 
 Scenarios, one per dial (the last repeats); `+` joins modifiers:
     answer | busy | no-dialtone | no-answer | no-carrier | silent | dead | stuck
@@ -188,11 +190,7 @@ class Modem:
         if dtr != self.dtr:
             self.dtr = dtr
             if not dtr:
-                self.stuck_armed = self.deaf
                 self.dtr_dropped()
-            elif self.deaf and self.stuck_armed:
-                self.deaf = False  # a DTR toggle brings the wedged modem back
-                self.lines("RESET by DTR toggle")
 
     def dtr_dropped(self) -> None:
         """&D (V.250 §6.2.9): 0 ignore, 1 to online-command, 2 hang up, 3 hang up and reset."""
@@ -514,7 +512,13 @@ class Modem:
         word, _, arg = text.strip().partition(" ")
         word = word.upper()
         if word == "DTR":
-            self.controls[w] = arg.strip() == "1"
+            on = arg.strip() == "1"
+            self.controls[w] = on
+            if self.deaf and not on:
+                self.stuck_armed = True
+            elif self.deaf and self.stuck_armed:
+                self.deaf = False  # a DTR toggle brings the wedged modem back
+                self.lines("RESET by DTR toggle")
             self.update_dtr()
         elif word == "RTS":
             pass
@@ -582,7 +586,7 @@ async def serve(st: Settings, serial: tuple[str, int], control: tuple[str, int],
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m host_tools.modem_emulator", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--serial", default="127.0.0.1:7700", help="HOST:PORT of the serial side")
+    ap.add_argument("--serial", default="127.0.0.1:2700", help="HOST:PORT of the serial side")
     ap.add_argument("--control", default=None, help="HOST:PORT of the control-line channel (serial port + 1)")
     ap.add_argument("--bps", type=int, default=33600, help="line rate; data is paced at bps/10 bytes/s")
     ap.add_argument("--rtt-ms", type=float, default=150.0, help="round-trip delay of the line")
@@ -603,6 +607,8 @@ def main(argv: list[str] | None = None) -> int:
                       scenarios=[Scenario.parse(s) for s in specs], ring_every=a.ring_every)
         serial = parse_hostport(a.serial)
         control = parse_hostport(a.control) if a.control else (serial[0], serial[1] + 1)
+        if not a.forward and not a.reverse:  # the `host` profile's wiring (docs/modem.md)
+            a.forward, a.reverse = ["127.0.0.1:2526=127.0.0.1:2600"], ["127.0.0.1:2625=127.0.0.1:2525"]
         forwards = [parse_forward(s, True) for s in a.forward] + [parse_forward(s, False) for s in a.reverse]
     except ValueError as e:
         print(f"modem emulator: {e}", file=sys.stderr)

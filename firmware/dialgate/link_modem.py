@@ -1,0 +1,136 @@
+"""Links that dial a Hayes modem themselves: the base for MicroPython `network.PPP`
+and the host's emulated link (dial the modem emulator, then use its forwarded ports)."""
+
+import asyncio
+
+from . import compat, config, log, modem
+from .link import NO_PORT, UP, Link
+from .modem_dialer import Dialer
+from .modem_profiles import ModemSettings
+
+CARRIER_POLL_MS = compat.const(250)
+
+
+class ModemLink(Link):
+    """Open the port, dial (with redial), watch DCD, hang up. Subclasses add what
+    runs over the connection in `_connected()` / `_disconnecting()`."""
+
+    kind = "modem"
+
+    def __init__(self, cfg):
+        Link.__init__(self, cfg)
+        self.st = ModemSettings(cfg)
+        self.port = None
+        self.dialer = None
+        self.watch = None
+        self.last_call = None
+
+    def _open(self):
+        from .modem_port import open_port
+
+        cfg = self.cfg
+        pins = (cfg["modem.tx_pin"], cfg["modem.rx_pin"], cfg["modem.dtr_pin"], cfg["modem.dcd_pin"])
+        return open_port(self.st.port, self.st.baud, pins)
+
+    async def _up(self):
+        if not self.st.port:
+            log.error("link: modem.port is not set")
+            return NO_PORT
+        try:
+            self.port = self._open()
+        except (OSError, ValueError) as e:  # pyserial's SerialException is an OSError
+            log.error("link: cannot open modem port %s: %s", self.st.port, compat.exc_text(e))
+            return NO_PORT
+        self.dialer = Dialer(self.port, self.st)
+        call = await self.dialer.connect()
+        self.last_call = call
+        if call is None or call.outcome != modem.CONNECTED or self.dialer.stopping:
+            await self._close(call is not None and call.outcome == modem.CONNECTED)
+            return call.outcome if call is not None else modem.NO_CARRIER
+        self.speed = call.speed or self.st.baud
+        self.bytes_in = self.bytes_out = 0
+        outcome = await self._connected()
+        if outcome != UP:
+            await self._close(True)
+            return outcome
+        self.watch = asyncio.create_task(self._watch())
+        return UP
+
+    async def _connected(self):
+        return UP
+
+    async def _disconnecting(self):
+        pass
+
+    def _stop(self):
+        if self.dialer is not None:
+            self.dialer.stop()
+
+    def carrier(self):
+        """DCD now: True, False, or None when the port has no DCD line."""
+        if self.port is None:
+            return False
+        return self.port.carrier()
+
+    def is_up(self):
+        if self.state != "up":
+            return False
+        return self.carrier() is not False
+
+    async def _watch(self):
+        """Notice a carrier drop within CARRIER_POLL_MS, even with nobody asking."""
+        try:
+            while self.state == "up":
+                if self.carrier() is False:
+                    log.warn("link: carrier lost (NO CARRIER)")
+                    self._set("down")
+                    await self._close(False)
+                    return
+                self._count()
+                await asyncio.sleep(CARRIER_POLL_MS / 1000)
+        except asyncio.CancelledError:
+            pass
+
+    def _count(self):
+        pass
+
+    async def _down(self):
+        if self.watch is not None and self.watch is not asyncio.current_task():
+            self.watch.cancel()
+        self.watch = None
+        await self._close(True)
+
+    async def _close(self, hang_up):
+        port = self.port
+        if port is None:
+            return
+        self._count()
+        try:
+            await self._disconnecting()
+            if hang_up and self.dialer is not None:
+                await self.dialer.hangup()
+        finally:
+            self.port = None
+            self.dialer = None
+            port.close()
+
+
+class EmulatedLink(ModemLink):
+    """The host simulation: dial the modem emulator over `emu://HOST:PORT`; while
+    the call is up the emulator forwards `link.smtp` / `link.pop3` to the ISP."""
+
+    kind = "emulated"
+
+    def __init__(self, cfg):
+        ModemLink.__init__(self, cfg)
+        if cfg["link.smtp"]:
+            self.smtp_addr = config.parse_addr("link.smtp", cfg["link.smtp"])
+        if cfg["link.pop3"]:
+            self.pop3_addr = config.parse_addr("link.pop3", cfg["link.pop3"])
+
+    def _count(self):
+        p = self.port
+        if p is not None and hasattr(p, "bytes_up"):
+            p.carrier()  # reads the side channel's latest BYTES line
+            self.bytes_out = p.bytes_up
+            self.bytes_in = p.bytes_down
