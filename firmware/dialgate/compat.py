@@ -149,6 +149,10 @@ def disk_free(path):
         s = st(path)
     except OSError:
         return -1
+    if s[4] > s[2]:
+        # littlefs counts blocks in use past the block count when nearly full, and
+        # MicroPython reports (blocks - used) unsigned: a huge number means none free.
+        return 0
     return s[0] * s[4]
 
 

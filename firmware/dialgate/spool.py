@@ -115,6 +115,7 @@ class Spool:
         self.flash = Flash()
         self.boot = ""
         self._seq = 0
+        self._deferred = False
         self.maildrops = Maildrops(self)
         self.queue = OutboundQueue(self)
 
@@ -142,6 +143,20 @@ class Spool:
         for name in os.listdir(tmp):
             self.flash.remove(tmp + "/" + name)
             counts["tmp"] += 1
+        counts["fanout"] = self._finish_fanouts()
+        for name in os.listdir(self.path("body")):
+            if not self._body_held(name):
+                self.flash.remove(self.path("body", name))
+                counts["orphans"] += 1
+        counts["queue"] = self.queue.rebuild()
+        if counts["tmp"] or counts["fanout"] or counts["orphans"]:
+            log.warn("spool recovery: %s", json.dumps(counts))
+        return counts
+
+    def _finish_fanouts(self):
+        """Deliver every envelope still in new/ (interrupted or deferred fan-outs) -> how many."""
+        self._deferred = False
+        done = 0
         for name in sorted(os.listdir(self.path("new"))):
             p = self.path("new", name)
             try:
@@ -155,15 +170,8 @@ class Spool:
                 self.flash.remove(p)
                 continue
             self._fan_out(name, rec)
-            counts["fanout"] += 1
-        for name in os.listdir(self.path("body")):
-            if not self._body_held(name):
-                self.flash.remove(self.path("body", name))
-                counts["orphans"] += 1
-        counts["queue"] = self.queue.rebuild()
-        if counts["tmp"] or counts["fanout"] or counts["orphans"]:
-            log.warn("spool recovery: %s", json.dumps(counts))
-        return counts
+            done += 1
+        return done
 
     def _new_boot(self):
         p = self.path("boot")
@@ -204,6 +212,12 @@ class Spool:
 
     def writer(self):
         """A new SpoolWriter; raises SpoolFull if there is no room at all."""
+        if self._deferred:
+            try:
+                self._finish_fanouts()
+            except OSError as e:
+                self._deferred = True
+                log.error("spool: deferred fan-out still failing: %s", compat.exc_text(e))
         budget = self.free()
         if budget is not None and budget <= 0:
             raise SpoolFull(_ENOSPC, "spool full")
@@ -237,8 +251,9 @@ class Spool:
         fl.put(self.path("new", msg_id), self.path("tmp", msg_id + ".env"), json.dumps(rec))
         try:
             self._fan_out(msg_id, rec)
-        except OSError as e:  # committed: the envelope stays in new/ and recover() finishes it
-            log.error("spool: fan-out of %s deferred to recovery: %s", msg_id, compat.exc_text(e))
+        except OSError as e:  # committed: the envelope stays in new/; retried by the next writer() or at boot
+            self._deferred = True
+            log.error("spool: fan-out of %s deferred: %s", msg_id, compat.exc_text(e))
 
     def _fan_out(self, msg_id, rec):
         """Deliver an envelope in new/ to its maildrops, then file or drop it. Idempotent."""
