@@ -8,11 +8,13 @@ import asyncio
 import sys
 
 from . import compat, config, log
+from .auth import AuthThrottle
 from .console import Commands, ConsoleSession, add_base_commands
 from .delivery import Router
 from .link import add_commands as add_link_commands
 from .link import make_link
 from .net import Net
+from .pop3_service import Pop3Service
 from .proto import Session
 from .spool import Spool
 from .users import UserStore
@@ -52,6 +54,9 @@ class Gateway:
         self.outq = self.spool.queue
         self.users = UserStore(cfg["spool.path"] + "/users.json", cfg["users.apop"], cfg["users.iterations"])
         self.router = Router(cfg, self.users)
+        # Failed logins per client address, shared by POP3 and SMTP AUTH (auth.py).
+        self.auth_throttle = AuthThrottle()
+        self.pop3 = Pop3Service(cfg, self.maildrops, self.users, self.auth_throttle, None, VERSION)
         add_user_commands(self.commands)
         self.started = compat.ticks_ms()
         self.link = make_link(cfg)  # link.py: up()/down()/is_up()/describe(); no I/O until up()
@@ -91,11 +96,10 @@ class Gateway:
         self.spool.recover()
         host = cfg["hostname"]
         smtp_refusal = ("421 4.3.2 %s SMTP service not available yet\r\n" % host).encode()
-        pop_refusal = b"-ERR [SYS/TEMP] POP3 service not available yet\r\n"
         for h, p in cfg.addrs("smtp.listen"):
             await self._listen("smtp", h, p, lambda peer: NotYetSession(peer, smtp_refusal))
         for h, p in cfg.addrs("pop3.listen"):
-            await self._listen("pop3", h, p, lambda peer: NotYetSession(peer, pop_refusal))
+            await self._listen("pop3", h, p, self.pop3.session)
         for h, p in cfg.addrs("console.listen"):
             await self._listen("console", h, p, lambda peer: ConsoleSession(peer, self, self.commands))
         if cfg["console.stdin"]:

@@ -34,6 +34,10 @@ SCHEMA = {
     "smtp.tls_cert": ("str", ""),
     "smtp.tls_key": ("str", ""),
     "pop3.listen": ("addrs", []),
+    "pop3.plaintext": (("lan", "tls", "always"), "lan"),
+    "pop3.idle_timeout": ("int", 600),
+    "pop3.expire_days": ("int", -1),
+    "pop3.login_delay": ("int", 0),
     "console.listen": ("addrs", []),
     "console.stdin": ("bool", False),
     "net.max_connections": ("int", 8),
@@ -75,6 +79,9 @@ _MIN = {
     "spool.reserve": 0,
     "users.iterations": 1000,
     "net.max_connections": 1,
+    "pop3.idle_timeout": 600,  # RFC 1939 §3: autologout timer at least 10 minutes
+    "pop3.expire_days": -1,
+    "pop3.login_delay": 0,
     "smtp.max_size": 1024,
     "smtp.max_recipients": 100,  # RFC 5321 §4.5.3.1.8: at least 100 must be accepted
     "log.max_bytes": 1024,

@@ -44,6 +44,19 @@ SMTP_PATH = const(256)
 # octets: ample for PLAIN with ordinary user names and passwords).
 SMTP_AUTH_LINE = const(512)
 
+# ---- POP3 server (RFC 1939) --------------------------------------------------
+
+# RFC 2449 §4: a command line is at most 255 octets including CRLF.
+POP3_COMMAND_LINE = const(255)
+# RFC 5034 §4: a SASL client response may be longer than a command line;
+# PLAIN for ordinary names and passwords is far shorter than this.
+POP3_SASL_LINE = const(1024)
+# RFC 1939 §3: the autologout timer is at least 10 minutes (config
+# pop3.idle_timeout, in seconds, may only raise it).
+POP3_IDLE_MIN_S = const(600)
+# RFC 1939 §7 USER / maildrop directory names: up to 64 octets.
+POP3_USER_NAME = const(64)
+
 # ---- failed logins (SMTP AUTH, POP3 USER/PASS/APOP/AUTH) -----------------------
 
 # After each failure from one address the next attempt waits longer
