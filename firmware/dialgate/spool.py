@@ -127,6 +127,14 @@ class Spool:
     def mail_dir(self, user):
         return self.root + "/mail/" + user
 
+    def _make_maildrop(self, user):
+        """mail/USER, created durably (its entry in mail/ synced) the first time."""
+        d = self.mail_dir(user)
+        if not compat.is_dir(d):
+            compat.makedirs(d)
+            self.flash.sync_dir(self.path("mail"))
+        return d
+
     # ---- boot ----
 
     def recover(self):
@@ -229,8 +237,7 @@ class Spool:
         fl = self.flash
         if len(users) == 1 and not remote:
             # One maildrop: the rename into it is the commit (no envelope needed).
-            d = self.mail_dir(users[0])
-            compat.makedirs(d)
+            d = self._make_maildrop(users[0])
             fl.rename(tmp, d + "/" + msg_id)
             fl.sync_dir(d)
             return
@@ -247,6 +254,11 @@ class Spool:
             "local": users,
             "rcpts": [[a, "pending", "", 0] for a in remote],
         }
+        if not users:
+            # Remote only: the queue record itself is the commit point (no fan-out to journal).
+            fl.put(self.path("queue", msg_id), self.path("tmp", msg_id + ".env"), json.dumps(rec))
+            self.queue.index(msg_id, 0)
+            return
         # Commit point: the envelope renamed into new/ (body already durable in body/).
         fl.put(self.path("new", msg_id), self.path("tmp", msg_id + ".env"), json.dumps(rec))
         try:
@@ -260,8 +272,7 @@ class Spool:
         fl = self.flash
         body = self.path("body", msg_id)
         for user in rec["local"]:
-            d = self.mail_dir(user)
-            compat.makedirs(d)
+            d = self._make_maildrop(user)
             if self.links:
                 dst = d + "/" + msg_id
                 if not compat.exists(dst):

@@ -241,3 +241,40 @@ def test_littlefs_full_flash_refuses_cleanly():
         assert not sp.has_room(0)
     finally:
         _umount()
+
+
+def test_block_writes_per_message_on_littlefs():
+    """Block programs + erases per accepted 1000-octet message (docs/storage.md "Wear")."""
+    _need_lfs()
+    from lfsdev import RamFlash
+
+    dev = RamFlash()
+    _mount(dev, True)
+    try:
+        sp = Spool(ROOT, 0)
+        sp.recover()
+        body = b"x" * 998 + b"\r\n"
+        out = []
+        for routes in ([Route("local", "u0@office.test", ["u0"])],
+                       [Route("local", "t@office.test", ["u0", "u1", "u2"])],
+                       [Route("remote", "r@isp.test", [])]):
+            w = sp.writer()  # (the first message of a kind creates maildrops; not counted)
+            w.write(body)
+            w.commit("", routes)
+            n = 4
+            before = dev.writes
+            for _ in range(n):
+                w = sp.writer()
+                w.write(body)
+                w.commit("", routes)
+            out.append((dev.writes - before) / n)
+            for u in USERS:
+                md = sp.maildrops.open(u)
+                md.expunge(range(len(md.messages())))
+                md.close()
+            for mid in sp.queue.ids():
+                sp.queue.remove(mid)
+        print("# littlefs block programs+erases per 1000-octet message (128-octet blocks): "
+              "1 local %.1f, 3 local %.1f, 1 remote %.1f" % (out[0], out[1], out[2]))
+    finally:
+        _umount()

@@ -340,3 +340,34 @@ def test_50mb_message_streams_in_constant_heap():
             assert peak - base < 16384, peak - base
     finally:
         fwtest.rmtree(sp.root)
+
+
+def _wear(sp, routes, body):
+    before = sp.flash.counts()
+    put(sp, body, routes, chunk=512)
+    after = sp.flash.counts()
+    return dict([(k, after[k] - before[k]) for k in after])
+
+
+def test_flash_writes_per_accepted_message():
+    """docs/storage.md "Wear" quotes these figures (files created, renames, removes, links, bytes)."""
+    body = b"x" * 998 + b"\r\n"
+    for links in schemes():
+        sp = new_spool("spw", links)
+        try:
+            put(sp, body, [local("alice", "bob", "carol")])  # the maildrops exist already
+            one = _wear(sp, [local("alice")], body)
+            assert one == {"created": 1, "renames": 1, "removes": 0, "links": 0, "bytes": 1000, "syncs": 1}, one
+            three = _wear(sp, [local("alice", "bob", "carol")], body)
+            out = _wear(sp, [remote("x@isp.test"), remote("y@isp.test")], body)
+            mixed = _wear(sp, [local("alice"), remote("x@isp.test")], body)
+            env = three["bytes"] - 1000
+            print("# wear links=%s: 1 local %s | 3 local %s | 2 remote %s | 1 local+1 remote %s"
+                  % (links, one, three, out, mixed))
+            # one body; the envelope is the only other file written (~%d octets)
+            assert three["bytes"] < 1000 + 400 and out["bytes"] < 1000 + 400, env
+            assert three["created"] == (2 if links else 5) and three["renames"] == 2
+            assert out["created"] == 2 and out["renames"] == 2 and out["removes"] == 0
+            assert mixed["created"] == (2 if links else 3) and mixed["renames"] == 3
+        finally:
+            fwtest.rmtree(sp.root)
