@@ -16,6 +16,7 @@ from .link import make_link
 from .net import Net
 from .pop3_service import Pop3Service
 from .proto import Session
+from .smtp_server import SmtpService
 from .spool import Spool
 from .users import UserStore
 from .users import add_commands as add_user_commands
@@ -56,6 +57,8 @@ class Gateway:
         self.router = Router(cfg, self.users)
         # Failed logins per client address, shared by POP3 and SMTP AUTH (auth.py).
         self.auth_throttle = AuthThrottle()
+        # ESMTP server (docs/smtp.md); its TLS context is loaded in start().
+        self.smtp = SmtpService(cfg, self.spool, self.router, self.users, None, self.auth_throttle)
         self.pop3 = Pop3Service(cfg, self.maildrops, self.users, self.auth_throttle, None, VERSION)
         add_user_commands(self.commands)
         self.started = compat.ticks_ms()
@@ -94,10 +97,9 @@ class Gateway:
         cfg = self.cfg
         compat.makedirs(cfg["spool.path"])
         self.spool.recover()
-        host = cfg["hostname"]
-        smtp_refusal = ("421 4.3.2 %s SMTP service not available yet\r\n" % host).encode()
+        self.smtp.tls = self._server_tls("smtp")
         for h, p in cfg.addrs("smtp.listen"):
-            await self._listen("smtp", h, p, lambda peer: NotYetSession(peer, smtp_refusal))
+            await self._listen("smtp", h, p, self.smtp.session)
         for h, p in cfg.addrs("pop3.listen"):
             await self._listen("pop3", h, p, self.pop3.session)
         for h, p in cfg.addrs("console.listen"):
@@ -106,6 +108,20 @@ class Gateway:
             self.tasks.append(asyncio.create_task(self._stdin_console()))
         for line in self.net.listening:
             log.info("listening: %s", line)
+
+    def _server_tls(self, kind):
+        """The LAN-side TLS context from `KIND.tls_cert`/`KIND.tls_key`, or None (no STARTTLS)."""
+        cert = self.cfg[kind + ".tls_cert"]
+        if not cert:
+            return None
+        key = self.cfg[kind + ".tls_key"] or cert
+        try:
+            ctx = compat.tls_server_context(cert, key)
+        except (OSError, ValueError) as e:
+            raise StartError("%s.tls_cert: cannot load %s / %s (%s)" % (kind, cert, key, e))
+        if ctx is None:
+            log.warn("%s.tls_cert: this runtime has no TLS; STARTTLS is not offered", kind)
+        return ctx
 
     async def _listen(self, kind, host, port, factory):
         try:

@@ -391,6 +391,96 @@ else:
         await stream.wait_closed()
 
 
+# ---- inbound TLS: STARTTLS (RFC 3207) / STLS (RFC 2595) on our listeners -------
+
+
+def tls_server_context(cert, key):
+    """Server SSLContext from PEM files `cert` and `key`, or None where this
+    runtime (a board build without ssl) cannot do TLS: then STARTTLS is not offered."""
+    try:
+        import ssl
+    except ImportError:
+        return None
+    if not hasattr(ssl, "SSLContext"):
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if MICROPYTHON:  # mbedTLS here takes DER bytes, not PEM file names
+        ctx.load_cert_chain(_der(cert), _der(key))
+    else:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def _der(path):
+    """The first PEM block of the file at `path` as DER bytes (DER files pass unchanged)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    i = data.find(b"-----BEGIN")
+    if i < 0:
+        return data
+    body = []
+    for line in data[i:].split(b"\n")[1:]:
+        if line.startswith(b"-----END"):
+            break
+        body.append(line.strip())
+    return binascii.a2b_base64(b"".join(body))
+
+
+if MICROPYTHON:
+
+    async def start_tls_server(stream, ctx):
+        """Server side of STARTTLS by hand (MicroPython asyncio has no start_tls):
+        wrap the socket under the stream; the handshake runs non-blocking on first
+        use. The stream has no read buffer, so nothing sent before it survives."""
+        ss = ctx.wrap_socket(stream.s, server_side=True, do_handshake_on_connect=False)  # type: ignore
+        ss.setblocking(False)
+        return _TlsServerStream(asyncio.StreamReader(ss, stream.e))  # type: ignore  # Stream(s, extra)
+
+    class _TlsServerStream:
+        """A MicroPython Stream over a non-blocking TLS socket. Its readinto() gives
+        None while handshake records are exchanged: wait for real data instead."""
+
+        def __init__(self, st):
+            self.st = st
+
+        async def readinto(self, buf):
+            while True:
+                n = await self.st.readinto(buf)
+                if n is not None:
+                    return n
+
+        def write(self, data):
+            self.st.write(data)
+
+        async def drain(self):
+            await self.st.drain()
+
+        def close(self):
+            self.st.close()
+
+        async def wait_closed(self):
+            await self.st.wait_closed()
+
+        def get_extra_info(self, name):
+            return self.st.get_extra_info(name)
+
+else:
+
+    async def start_tls_server(stream, ctx):
+        """Server side of STARTTLS: TLS over the same transport, read through a fresh
+        StreamReader so bytes the client sent before the handshake, already in the
+        old reader's buffer, are dropped (RFC 3207 §4.2)."""
+        loop = asyncio.get_running_loop()
+        w = stream._w
+        await w.drain()
+        reader = asyncio.StreamReader()
+        protocol = asyncio.StreamReaderProtocol(reader)
+        transport = await loop.start_tls(w.transport, protocol, ctx, server_side=True)
+        protocol.connection_made(transport)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        return _CPythonStream(reader, writer)
+
+
 def stdin_stream():
     """An asyncio stream over the console UART / stdin, or None where the runtime cannot."""
     if MICROPYTHON:

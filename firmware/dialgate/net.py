@@ -125,6 +125,8 @@ class Net:
                     session.on_close()
                 except Exception as e:
                     log.exception("%s on_close" % kind, e)
+            if conn is not None:
+                stream = conn.stream  # the TLS stream after STARTTLS
             try:
                 await stream.drain()
             except (OSError, asyncio.CancelledError):
@@ -181,3 +183,15 @@ class Net:
                     obuf = bytearray(self.buffer_size)
                 await self._flush(conn, obuf)
             await st.drain()
+            if s.tls is not None:  # STARTTLS / STLS (proto.Session.tls)
+                st = await self._start_tls(conn, fr)
+
+    async def _start_tls(self, conn, fr):
+        """Upgrade the connection in place; input read before the handshake is dropped."""
+        s = conn.session
+        ctx = s.tls
+        fr.reset()
+        conn.stream = await compat.start_tls_server(conn.stream, ctx)
+        conn.last = compat.ticks_ms()
+        s.on_tls()
+        return conn.stream

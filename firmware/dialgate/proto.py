@@ -21,6 +21,10 @@ class Session:
         self.closing = False  # close once pending output is written
         self.producer = None  # object with fill(buf) -> n, 0 when done; net streams it
         self.pause_ms = 0  # net drains, then waits this long before reading on
+        # STARTTLS (RFC 3207) / STLS (RFC 2595): set to a server ssl context after
+        # replying "ready"; net drains, drops unread input, upgrades the stream
+        # and calls on_tls(). While it is set, the session should ignore lines.
+        self.tls = None
 
     def greeting(self):
         """Bytes to send on connect, or None."""
@@ -55,6 +59,10 @@ class Session:
 
     def on_close(self):
         """Always called once, whatever ended the session: release locks here."""
+
+    def on_tls(self):
+        """The TLS handshake asked for by `tls` is done: forget what the client said before."""
+        self.tls = None
 
 
 def busy_reply(kind):
@@ -98,6 +106,11 @@ class Framer:
 
     def received(self, n):
         self.end += n
+
+    def reset(self):
+        """Forget buffered input (RFC 3207 §4.2: nothing sent before TLS counts)."""
+        self.start = self.end = 0
+        self.discarding = False
 
     def process(self, write):
         s = self.s
