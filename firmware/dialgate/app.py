@@ -98,6 +98,7 @@ class Gateway:
         compat.makedirs(cfg["spool.path"])
         self.spool.recover()
         self.smtp.tls = self._server_tls("smtp")
+        self.pop3.tls = self.smtp.tls  # POP3 STLS (RFC 2595) uses the same certificate
         for h, p in cfg.addrs("smtp.listen"):
             await self._listen("smtp", h, p, self.smtp.session)
         for h, p in cfg.addrs("pop3.listen"):

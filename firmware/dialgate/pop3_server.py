@@ -76,6 +76,8 @@ class Pop3Session(Session):
         return b"+OK dialgate POP3 server ready\r\n"
 
     def on_line(self, line):
+        if self.tls is not None:
+            return None  # RFC 2595 §4: lines pipelined behind STLS are dropped unanswered
         if self.sasl:
             return self._sasl_response(line)
         sp = line.find(b" ")

@@ -118,6 +118,9 @@ def test_plaintext_refused_from_internet_allowed_after_stls():
     assert s.on_line(b"USER alice") == b"+OK send PASS\r\n"
     assert s.on_line(b"PASS wonder land").startswith(b"+OK alice has 3")
     assert service().session(WAN).on_line(b"STLS") == b"-ERR STLS not available\r\n"
+    # Commands pipelined behind STLS are not answered (net drops them at the handshake).
+    out = split(b"STLS\r\nUSER alice\r\nPASS wonder land\r\n", None, peer=WAN, tls_ok=True)
+    assert out == GREET + b"+OK begin TLS negotiation\r\n", out
     # pop3.plaintext = "tls": not even the LAN without STLS; "always": anyone.
     assert service(over={"pop3.plaintext": "tls"}).session(LAN).on_line(b"USER alice") == no
     assert service(over={"pop3.plaintext": "always"}).session(WAN).on_line(b"USER a") == b"+OK send PASS\r\n"

@@ -18,7 +18,7 @@ from host_tools import pkgs
 
 PASSWORD = "Secret123"
 RUNTIMES = ["cpython", "upy"]
-UPY_HEAP = "256K"
+UPY_HEAP = "512K"
 
 
 def message(n: int, extra: bytes = b"") -> bytes:
@@ -282,5 +282,50 @@ def test_apop_digest_matches_poplib(tmp_path):
         assert ask(s, b"APOP alice " + d).startswith(b"+OK alice has 0 messages")
         assert ask(s, b"QUIT").startswith(b"+OK")
         s.close()
+    finally:
+        stop(gw)
+
+
+# ---- STLS (RFC 2595) ------------------------------------------------------------
+
+
+def make_cert(tmp_path):
+    pkgs.require("openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                    "/CN=gw.office.test", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+class InternetPOP3(poplib.POP3):
+    """poplib from 127.0.0.2: outside the host profile's LAN (127.0.0.1/32)."""
+
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout, source_address=("127.0.0.2", 0))
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_poplib_stls_from_the_internet(tmp_path, runtime):
+    """From a non-LAN address plaintext logins are refused until STLS; after it they work."""
+    import ssl
+
+    cert, key = make_cert(tmp_path)
+    gw = start(tmp_path, runtime, [message(1)],
+               {"smtp.tls_cert": str(cert), "smtp.tls_key": str(key)})
+    try:
+        p = InternetPOP3("127.0.0.1", gw.pop3_port, timeout=30)
+        caps = p.capa()
+        assert "STLS" in caps and "USER" not in caps, caps
+        with pytest.raises(poplib.error_proto, match=r"\[AUTH\] plaintext login not allowed"):
+            p.user("alice")
+        ctx = ssl.create_default_context(cafile=str(cert))
+        ctx.check_hostname = False
+        assert p.stls(ctx).startswith(b"+OK")
+        caps = p.capa()
+        assert "USER" in caps and "STLS" not in caps, caps
+        p.user("alice")
+        assert p.pass_(PASSWORD).startswith(b"+OK alice has 1 messages")
+        assert p.retr(1)[1][-1] == b"body of message 1"
+        p.quit()
     finally:
         stop(gw)
