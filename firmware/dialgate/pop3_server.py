@@ -30,9 +30,12 @@ OK = b"+OK\r\n"
 
 
 def _int(word):
-    """A non-negative decimal argument -> int, or -1 (RFC 1939 §3: numbers are decimal)."""
-    if not word or len(word) > 9 or not word.isdigit():
+    """A non-negative decimal argument -> int, or -1 (RFC 1939 §3: numbers are decimal).
+    Huge numbers are capped at 999999999 (more than any maildrop or message has)."""
+    if not word or not word.isdigit():
         return -1
+    if len(word) > 9:
+        return 999999999
     return int(word)
 
 

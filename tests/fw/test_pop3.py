@@ -207,7 +207,7 @@ def test_retr_stuffs_dots_and_counts_octets():
 
 
 def test_top():
-    data = LOGIN + b"TOP 1 0\r\nTOP 1 1\r\nTOP 1 2\r\nTOP 2 99\r\nTOP 1\r\nTOP 1 -1\r\nTOP 7 1\r\n"
+    data = LOGIN + b"TOP 1 0\r\nTOP 1 1\r\nTOP 1 2\r\nTOP 2 99999999999999\r\nTOP 1\r\nTOP 1 -1\r\nTOP 7 1\r\n"
     top = b"+OK top of message follows\r\n"
     want = GREET + LOGGED + (
         top + b"From: a@x\r\nSubject: one\r\n\r\n.\r\n"
