@@ -72,17 +72,19 @@ class ModemLink(Link):
             return False
         return self.port.carrier()
 
-    def is_up(self):
-        if self.state != "up":
-            return False
+    def alive(self):
+        """Is the connection still there? (DCD; PPP adds its own state)"""
         return self.carrier() is not False
+
+    def is_up(self):
+        return self.state == "up" and self.alive()
 
     async def _watch(self):
         """Notice a carrier drop within CARRIER_POLL_MS, even with nobody asking."""
         try:
             while self.state == "up":
-                if self.carrier() is False:
-                    log.warn("link: carrier lost (NO CARRIER)")
+                if not self.alive():
+                    log.warn("link: connection lost (%s)", "NO CARRIER" if self.carrier() is False else "PPP down")
                     self._set("down")
                     await self._close(False)
                     return
@@ -130,7 +132,7 @@ class EmulatedLink(ModemLink):
 
     def _count(self):
         p = self.port
-        if p is not None and hasattr(p, "bytes_up"):
+        if p is not None and getattr(p, "bytes_up", None) is not None:
             p.carrier()  # reads the side channel's latest BYTES line
-            self.bytes_out = p.bytes_up
-            self.bytes_in = p.bytes_down
+            self.bytes_out = getattr(p, "bytes_up")
+            self.bytes_in = getattr(p, "bytes_down")

@@ -8,11 +8,11 @@ import contextlib
 import time
 
 import pytest
+from modem_emu import ModemEmulator, link_config
 
 from dialgate import link, modem
 from dialgate.link_modem import EmulatedLink
 from gateway import Gateway, free_port
-from modem_emu import ModemEmulator, link_config
 
 
 @pytest.fixture
