@@ -125,20 +125,14 @@ class Pop3Session(Session):
     def pop_CAPA(self, arg):
         # RFC 2449 §5: capabilities may differ before and after login.
         svc = self.svc
-        lines = ["+OK capability list follows", "TOP", "UIDL"]
-        if self.state == AUTHORIZATION and self.plain_ok():
-            lines.append("USER")
-            lines.append("SASL PLAIN")
-        lines.append("RESP-CODES")
-        lines.append("AUTH-RESP-CODE")
-        lines.append("PIPELINING")
-        lines.append("EXPIRE " + ("NEVER" if svc.expire_days < 0 else str(svc.expire_days)))
-        lines.append("LOGIN-DELAY %d" % svc.login_delay_s)
-        lines.append("IMPLEMENTATION dialgate-" + svc.version)
-        if self.state == AUTHORIZATION and svc.tls is not None and not self.tls_active:
-            lines.append("STLS")
-        lines.append(".")
-        return ("\r\n".join(lines) + "\r\n").encode()
+        auth = self.state == AUTHORIZATION
+        out = "+OK capability list follows\r\nTOP\r\nUIDL\r\n"
+        if auth and self.plain_ok():
+            out += "USER\r\nSASL PLAIN\r\n"
+        out += svc.capa_common  # RESP-CODES ... IMPLEMENTATION (pop3_service)
+        if auth and svc.tls is not None and not self.tls_active:
+            out += "STLS\r\n"
+        return (out + ".\r\n").encode()
 
     def plain_ok(self):
         """May a password travel in the clear here? (pop3.plaintext; RFC 2595 §2)."""
@@ -301,20 +295,16 @@ class Pop3Session(Session):
         return ("+OK %d %d\r\n" % self._totals()).encode()
 
     def pop_LIST(self, arg):
-        return self._listing(arg, self._list_line)
+        return self._listing(arg, self._size_line)
 
     def pop_UIDL(self, arg):
-        return self._listing(arg, self._uidl_line)
+        return self._listing(arg, self._uid_line)
 
-    def _list_line(self, i):
-        if self.deleted[i]:
-            return None
-        return ("%d %d\r\n" % (i + 1, self.msgs[i][1])).encode()
+    def _size_line(self, i):
+        return None if self.deleted[i] else ("%d %d\r\n" % (i + 1, self.msgs[i][1])).encode()
 
-    def _uidl_line(self, i):
-        if self.deleted[i]:
-            return None
-        return ("%d %s\r\n" % (i + 1, self.msgs[i][0])).encode()
+    def _uid_line(self, i):
+        return None if self.deleted[i] else ("%d %s\r\n" % (i + 1, self.msgs[i][0])).encode()
 
     def _listing(self, arg, line):
         word = self._one_arg(arg, True)

@@ -33,6 +33,10 @@ class Pop3Service:
         self.boot = int.from_bytes(compat.urandom(3), "big")
         self.seq = 0
         self.last_login = {}  # user -> ticks_ms of the last login (LOGIN-DELAY only)
+        # RFC 2449 §6: the CAPA lines that do not depend on the session.
+        self.capa_common = "RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nEXPIRE %s\r\nLOGIN-DELAY %d\r\n" \
+            "IMPLEMENTATION dialgate-%s\r\n" % ("NEVER" if self.expire_days < 0 else str(self.expire_days),
+                                                 self.login_delay_s, version)
 
     def session(self, peer):
         return Pop3Session(peer, self)

@@ -6,6 +6,7 @@ and APOP are covered end to end by tests/host/test_pop3_clients.py.)"""
 from pop3fake import FakeUsers
 
 import fwtest
+from dialgate import compat
 from dialgate.auth import AuthThrottle
 from dialgate.delivery import Route
 from dialgate.pop3_service import Pop3Service
@@ -26,12 +27,16 @@ class Box:
         self.root = fwtest.tempdir("pop3md")
         self.users = FakeUsers()
         self.users.pw = {"alice": "wonderland", "bob": "builder1"}
+        self.cfg = fwtest.host_config()
+        self.spool = self.svc = None
         self.restart()
 
     def restart(self):
+        self.spool = self.svc = None
+        compat.gc_collect()  # the old boot's objects go first (128K heap)
         self.spool = Spool(self.root + "/spool", 0)
         self.spool.recover()
-        self.svc = Pop3Service(fwtest.host_config(), self.spool.maildrops, self.users, AuthThrottle(), None, "t")
+        self.svc = Pop3Service(self.cfg, self.spool.maildrops, self.users, AuthThrottle(), None, "t")
 
     def deliver(self, body, user="alice"):
         w = self.spool.writer()
