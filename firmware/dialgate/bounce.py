@@ -6,6 +6,7 @@ streamed into the spool in bounded chunks. A message from <> never gets one.
 """
 
 from . import compat
+from .retry import rfc5322_date
 
 # Octets of the original header copied into a DSN (RFC 3462 §3 allows a subset).
 MAX_HEADER_COPY = compat.const(16384)
@@ -13,35 +14,9 @@ MAX_HEADER_COPY = compat.const(16384)
 FAILED = "failed"
 DELAYED = "delayed"
 
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def rfc5322_date(t):
-    """Unix seconds -> "Mon, 2 Jan 2006 15:04:05 +0000" (RFC 5322 §3.3), no runtime epoch quirks."""
-    t = int(t)
-    days = t // 86400
-    secs = t - days * 86400
-    # civil-from-days (H. Hinnant), valid for any Gregorian date
-    z = days + 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + 3 if mp < 10 else mp - 9
-    y = yoe + era * 400 + (1 if m <= 2 else 0)
-    wd = (days + 3) % 7  # 1970-01-01 was a Thursday
-    return "%s, %d %s %d %02d:%02d:%02d +0000" % (
-        _DAYS[wd], d, _MONTHS[m - 1], y, secs // 3600, secs // 60 % 60, secs % 60)
-
-
 def status_of(reply, default):
-    """RFC 3463 status code from a reply "550 5.1.1 text", else `default` ("5.0.0")."""
-    parts = reply.split(" ", 2)
-    if len(parts) >= 2:
-        s = parts[1]
+    """RFC 3463 status code from "550 5.1.1 text" (or "4.4.7 text"), else `default` ("5.0.0")."""
+    for s in reply.split(" ", 2)[:2]:
         bits = s.split(".")
         if len(bits) == 3 and bits[0] in ("2", "4", "5") and bits[1].isdigit() and bits[2].isdigit():
             return s
@@ -70,13 +45,17 @@ class Notice:
         self.retry_until = retry_until
 
 
-def head_text(notice, hostname, now, boundary):
-    """The DSN up to (not including) the original header, as str (a few hundred octets per rcpt)."""
+def write_head(w, notice, hostname, now, boundary):
+    """The DSN up to the original header, one short line per write (no big string)."""
+
+    def put(line):
+        w.write(line.encode() + b"\r\n")
+
     n = notice
     failed = n.action == FAILED
     subject = "Undelivered Mail Returned to Sender" if failed else "Delayed Mail (still being retried)"
     date = rfc5322_date(now)
-    lines = [
+    for line in (
         "From: Mail Delivery System <MAILER-DAEMON@%s>" % hostname,
         "To: <%s>" % _clean(n.sender),
         "Subject: %s" % subject,
@@ -93,43 +72,45 @@ def head_text(notice, hostname, now, boundary):
         "",
         "This is the mail gateway at %s." % hostname,
         "",
-    ]
+    ):
+        put(line)
     if failed:
-        lines.append("Your message could not be delivered to the recipients below. It was not sent again.")
+        put("Your message could not be delivered to the recipients below. It was not sent again.")
     else:
-        lines.append("Your message has not been delivered yet to the recipients below. This is only a warning;")
-        lines.append("the gateway keeps trying until %s." % rfc5322_date(n.retry_until))
-    lines.append("")
+        put("Your message has not been delivered yet to the recipients below. This is only a warning;")
+        put("the gateway keeps trying until %s." % rfc5322_date(n.retry_until))
+    put("")
     for addr, reply in n.rcpts:
-        lines.append("<%s>: %s" % (_clean(addr), _clean(reply) or "no reply"))
-    lines += [
+        put("<%s>: %s" % (_clean(addr), _clean(reply) or "no reply"))
+    for line in (
         "",
         "--" + boundary,
         "Content-Type: message/delivery-status",  # RFC 3464 §2
         "",
         "Reporting-MTA: dns; %s" % hostname,
         "X-Dialgate-Queue-ID: %s" % n.msg_id,
-    ]
+    ):
+        put(line)
     if n.created:
-        lines.append("Arrival-Date: %s" % rfc5322_date(n.created))
+        put("Arrival-Date: %s" % rfc5322_date(n.created))
     default = "5.0.0" if failed else "4.0.0"
     for addr, reply in n.rcpts:
-        lines.append("")
-        lines.append("Final-Recipient: rfc822; %s" % _clean(addr))  # RFC 3464 §2.3.2
-        lines.append("Action: %s" % n.action)
+        put("")
+        put("Final-Recipient: rfc822; %s" % _clean(addr))  # RFC 3464 §2.3.2
+        put("Action: %s" % n.action)
         st = status_of(reply, default)
         if not failed and st[0] == "5":
             st = default
-        lines.append("Status: %s" % st)
+        put("Status: %s" % st)
         if n.remote:
-            lines.append("Remote-MTA: dns; %s" % _clean(n.remote))
+            put("Remote-MTA: dns; %s" % _clean(n.remote))
         if reply and reply[:3].isdigit():
-            lines.append("Diagnostic-Code: smtp; %s" % _clean(reply))
-        lines.append("Last-Attempt-Date: %s" % date)
+            put("Diagnostic-Code: smtp; %s" % _clean(reply))
+        put("Last-Attempt-Date: %s" % date)
         if not failed and n.retry_until:
-            lines.append("Will-Retry-Until: %s" % rfc5322_date(n.retry_until))
-    lines += ["", "--" + boundary, "Content-Type: text/rfc822-headers", "", ""]
-    return "\r\n".join(lines)
+            put("Will-Retry-Until: %s" % rfc5322_date(n.retry_until))
+    for line in ("", "--" + boundary, "Content-Type: text/rfc822-headers", ""):
+        put(line)
 
 
 def write_dsn(w, notice, hostname, now, body, rbuf):
@@ -137,7 +118,7 @@ def write_dsn(w, notice, hostname, now, body, rbuf):
     from `body` (binary file or None) through `rbuf`, closing boundary.
     RAM: the head text plus `rbuf`; the header copy is capped at MAX_HEADER_COPY."""
     boundary = "=_dialgate_dsn_" + notice.msg_id + "_" + "".join(["%02x" % b for b in compat.urandom(4)])
-    w.write(head_text(notice, hostname, now, boundary).encode())
+    write_head(w, notice, hostname, now, boundary)
     ends_nl = copy_header(w, body, rbuf)
     tail = "--%s--\r\n" % boundary
     w.write((tail if ends_nl else "\r\n" + tail).encode())

@@ -481,6 +481,89 @@ else:
         return _CPythonStream(reader, writer)
 
 
+# ---- outbound TLS and MX lookups (relay) -------------------------------------
+
+
+def tls_client_context(ca_file, verify):
+    """SSLContext for the relay client. `verify`: check the server certificate
+    (and name) against `ca_file`, or CPython's system store when it is ""."""
+    import ssl
+
+    if MICROPYTHON:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if verify:
+            if not ca_file:
+                raise ValueError("a CA file is needed to verify certificates on a board")
+            with open(ca_file, "rb") as f:
+                ctx.load_verify_locations(cadata=f.read())
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        else:
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    ctx = ssl.create_default_context(cafile=ca_file or None)
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+if MICROPYTHON:
+
+    async def open_tls_connection(host, port, ctx, server_hostname):
+        """Implicit TLS (SMTPS, port 465): a stream that is TLS from the first octet."""
+        r, _w = await asyncio.open_connection(host, port, ssl=ctx, server_hostname=server_hostname)  # type: ignore
+        return r
+
+    async def start_tls(stream, ctx, server_hostname):
+        """STARTTLS by hand (MicroPython asyncio has no start_tls): wrap the socket
+        under the stream; the handshake runs non-blocking on first use. Returns the new stream."""
+        sock = stream.s  # type: ignore
+        ss = ctx.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
+        ss.setblocking(False)
+        return asyncio.StreamReader(ss)  # type: ignore  # MicroPython: Stream(s)
+
+else:
+
+    async def open_tls_connection(host, port, ctx, server_hostname):
+        r, w = await asyncio.open_connection(host, port, ssl=ctx, server_hostname=server_hostname)
+        return _CPythonStream(r, w)
+
+    async def start_tls(stream, ctx, server_hostname):
+        await stream._w.start_tls(ctx, server_hostname=server_hostname)  # CPython >= 3.11
+        return stream
+
+
+def resolve_mx(domain, nameserver=""):
+    """MX hosts of `domain`, best preference first; [domain] when it has none
+    (RFC 5321 §5.1 implicit MX); [] when the domain does not exist.
+
+    CPython: dnspython (system resolver, or `nameserver`). MicroPython: one UDP
+    query to `nameserver` (required) parsed by mxlookup. Blocks for at most ~5 s.
+    """
+    if MICROPYTHON:
+        from . import mxlookup
+
+        return mxlookup.resolve(domain, nameserver)
+    import dns.exception  # CPython-only dependency (requirements.txt)
+    import dns.resolver
+
+    res = dns.resolver.Resolver(configure=not nameserver)
+    if nameserver:
+        res.nameservers = [nameserver]
+    res.lifetime = 5.0
+    try:
+        ans = res.resolve(domain, "MX")
+    except dns.resolver.NXDOMAIN:
+        return []
+    except dns.resolver.NoAnswer:
+        return [domain]
+    except dns.exception.DNSException as e:
+        raise OSError("MX lookup for %s failed: %s" % (domain, e))
+    hosts = sorted([(r.preference, str(r.exchange).rstrip(".")) for r in ans])  # type: ignore
+    out = [h for _p, h in hosts if h]
+    return out or []  # RFC 7505 null MX ("."): no mail
+
+
 def stdin_stream():
     """An asyncio stream over the console UART / stdin, or None where the runtime cannot."""
     if MICROPYTHON:

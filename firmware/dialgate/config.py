@@ -73,20 +73,43 @@ SCHEMA = {
     "modem.rx_pin": ("int", -1),
     "modem.dtr_pin": ("int", -1),
     "modem.dcd_pin": ("int", -1),
+    "relay.route": (("smarthost", "mx"), "smarthost"),
+    "relay.smarthost": ("addr", ""),
+    "relay.tls": (("starttls", "implicit", "opportunistic", "none"), "starttls"),
+    "relay.tls_verify": ("bool", True),
+    "relay.ca_file": ("str", ""),
+    "relay.tls_name": ("str", ""),
+    "relay.user": ("str", ""),
+    "relay.password": ("str", ""),
+    "relay.helo": ("str", ""),
+    "relay.pipelining": ("bool", True),
+    "relay.resolver": ("str", ""),
+    "relay.timeout": ("int", 300),
+    "queue.retry_interval": ("int", 1800),
+    "queue.retry_max": ("int", 14400),
+    "queue.lifetime": ("int", 432000),
+    "queue.min_sessions": ("int", 3),
+    "queue.warn_after": ("int", 14400),
 }
 
 # Lower bounds for integers: (key, minimum)
 _MIN = {
+    "relay.timeout": 10,
+    "queue.retry_interval": 1,  # RFC 5321 §4.5.4.1 asks for 1800 or more; tests use less
+    "queue.retry_max": 1,
+    "queue.lifetime": 0,
+    "queue.min_sessions": 0,
+    "queue.warn_after": 0,
     "board.heap": 16384,
     "board.buffer": 256,
     "spool.reserve": 0,
     "users.iterations": 1000,
     "net.max_connections": 1,
+    "smtp.max_size": 1024,
+    "smtp.max_recipients": 100,  # RFC 5321 §4.5.3.1.8: at least 100 must be accepted
     "pop3.idle_timeout": 600,  # RFC 1939 §3: autologout timer at least 10 minutes
     "pop3.expire_days": -1,
     "pop3.login_delay": 0,
-    "smtp.max_size": 1024,
-    "smtp.max_recipients": 100,  # RFC 5321 §4.5.3.1.8: at least 100 must be accepted
     "log.max_bytes": 1024,
     "link.up_timeout": 1,
     "modem.baud": 300,

@@ -8,6 +8,7 @@ the TLS handshake when `want_tls` is set. No sockets, no clock, no files here.
 import binascii
 
 from . import dotstuff
+from .envelope import Envelope, outcome  # noqa: F401  (the client's data type; re-exported)
 from .proto import Session
 
 # RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets; we accept more, bounded.
@@ -37,27 +38,6 @@ TLS_NONE = "none"
 TLS_OPPORTUNISTIC = "opportunistic"
 TLS_STARTTLS = "starttls"
 TLS_IMPLICIT = "implicit"
-
-
-class Envelope:
-    """One message to try on this connection.
-
-    `key`: caller's handle (queue id); `sender`: "" for <>; `rcpts`: addresses to
-    try now; `size`: body octets; `opener()` -> binary file with readinto().
-    After the transaction `results[i]` is (code, text) for rcpts[i]; an entry left
-    None was not decided (connection lost, session failed): still pending.
-    """
-
-    def __init__(self, key, sender, rcpts, size, opener):
-        self.key = key
-        self.sender = sender
-        self.rcpts = rcpts
-        self.size = size
-        self.opener = opener
-        self.results = [None] * len(rcpts)
-        self.accepted = [False] * len(rcpts)
-        self.mail_ok = False
-        self.next_rcpt = 0  # without pipelining: index of the next RCPT to send
 
 
 class SmtpClient(Session):
@@ -428,15 +408,3 @@ def _size_limit(param):
     """RFC 1870 §4: SIZE with an optional limit; 0 means no fixed limit."""
     p = param.strip()
     return int(p) if p.isdigit() else 0
-
-
-def outcome(result):
-    """(code, text) or None -> "delivered" | "retry" | "failed" | "pending" (RFC 5321 §4.2.1)."""
-    if result is None:
-        return "pending"
-    c = result[0] // 100
-    if c == 2:
-        return "delivered"
-    if c == 5:
-        return "failed"
-    return "retry"

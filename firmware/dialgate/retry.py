@@ -1,0 +1,83 @@
+"""Retry schedule for the outbound queue: backoff, lifetime and delay warnings
+counted in wall time *and* online sessions (RFC 5321 §4.5.4.1), and the
+RFC 5322 dates the queue shows and the DSNs carry. See docs/queue.md.
+"""
+
+# Before this (2020-01-01) the wall clock has not been set (a board after boot).
+CLOCK_SANE = 1577836800
+
+
+def clock_ok(now):
+    return now >= CLOCK_SANE
+
+
+class RetryPolicy:
+    """`interval`: first retry delay (s, RFC 5321 §4.5.4.1: at least 30 min);
+    doubled per failed try up to `max_interval`. A message gives up once it is
+    `lifetime` seconds old AND was tried in at least `min_sessions` online
+    sessions; a delay warning goes out once after `warn_after` seconds (0 = never)
+    if it was tried in at least one session."""
+
+    def __init__(self, interval=1800, max_interval=14400, lifetime=432000, min_sessions=3, warn_after=14400):
+        self.interval = interval
+        self.max_interval = max(max_interval, interval)
+        self.lifetime = lifetime
+        self.min_sessions = min_sessions
+        self.warn_after = warn_after
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls(cfg["queue.retry_interval"], cfg["queue.retry_max"], cfg["queue.lifetime"],
+                   cfg["queue.min_sessions"], cfg["queue.warn_after"])
+
+    def next_attempt(self, attempts, now):
+        """Wall time of the next try after `attempts` failed tries (attempts >= 1)."""
+        d = self.interval
+        k = 1
+        while k < attempts and d < self.max_interval:
+            d *= 2
+            k += 1
+        return now + min(d, self.max_interval)
+
+    def age(self, created, now):
+        """Seconds since `created`, or -1 when either time is from an unset clock."""
+        if not clock_ok(created) or not clock_ok(now):
+            return -1
+        return max(0, now - created)
+
+    def expired(self, created, sessions, now):
+        """Give up? Only when old enough in wall time AND tried in enough online
+        sessions, so an office that stayed offline for a week still gets its tries."""
+        a = self.age(created, now)
+        return a >= 0 and a >= self.lifetime and sessions >= self.min_sessions
+
+    def warn_due(self, created, sessions, now):
+        a = self.age(created, now)
+        return self.warn_after > 0 and sessions >= 1 and a >= self.warn_after
+
+    def retry_until(self, created):
+        return created + self.lifetime if clock_ok(created) else 0
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def rfc5322_date(t):
+    """Unix seconds -> "Mon, 2 Jan 2006 15:04:05 +0000" (RFC 5322 §3.3), no runtime epoch quirks."""
+    t = int(t)
+    days = t // 86400
+    secs = t - days * 86400
+    # civil-from-days (H. Hinnant), valid for any Gregorian date
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + 3 if mp < 10 else mp - 9
+    y = yoe + era * 400 + (1 if m <= 2 else 0)
+    wd = (days + 3) % 7  # 1970-01-01 was a Thursday
+    return "%s, %d %s %d %02d:%02d:%02d +0000" % (
+        _DAYS[wd], d, _MONTHS[m - 1], y, secs // 3600, secs // 60 % 60, secs % 60)

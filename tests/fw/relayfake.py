@@ -1,0 +1,209 @@
+"""A gateway stand-in for relay tests: real spool and queue, a fake smarthost
+that decides envelopes by recipient (no SmtpClient, no sockets: the client is
+tested by test_smtp_client.py, the whole path by tests/host/test_relay_postfix.py),
+fake clock. Small enough for the 128K MicroPython heap."""
+
+import fwtest
+
+# Built once, first, while the MicroPython heap is still in one piece (a config
+# dict needs a contiguous ~1 KB block); each test overrides keys in place.
+CFG = fwtest.host_config({"relay.smarthost": "isp.test:587", "relay.user": "gw", "relay.password": "pw",
+                          "board.buffer": 256})
+BASE = {}
+for _k in CFG.keys():
+    BASE[_k] = CFG[_k]
+
+import asyncio  # noqa: E402
+
+from dialgate import compat, relay  # noqa: E402
+from dialgate.delivery import Route, Router  # noqa: E402
+from dialgate.spool import Spool  # noqa: E402
+
+NOW = 1800000000  # a wall clock that is set
+
+
+class Link:
+    def __init__(self, up=True):
+        self.up = up
+        self.smtp_addr = None
+
+    def is_up(self):
+        return self.up
+
+
+class Users:
+    """users.UserStore's expand() for the router (the real store costs 20 KB of heap)."""
+
+    def expand(self, name):
+        return ["alice"] if name in ("alice", "alice@office.test") else []
+
+
+def _reply(text):
+    return (int(text[:3]), text[4:].encode())
+
+
+class FakeClient:
+    """Stands in for SmtpClient: the relay hands it a QueueSource."""
+
+    def __init__(self, src):
+        self.src = src
+        self.failed = None
+        self.round_trips = 0
+
+
+class FakeSmarthost:
+    """Decides each envelope like a server would. Script keys: replies
+    {"RCPT:addr" | "RCPT" | "DOT": "550 5.1.1 text"}, size (SIZE limit),
+    drop_in_data (index of the message during whose data the line drops)."""
+
+    def __init__(self, host, replies=None, size=0, drop_in_data=-1):
+        self.host = host
+        self.replies = replies or {}
+        self.size = size
+        self.drop_in_data = drop_in_data
+        self.messages = []  # (sender, accepted rcpts, body)
+        self.commands = []
+        self.in_data = False
+
+    def talk(self, client):
+        src = client.src
+        n = 0
+        while True:
+            env = src.next_envelope()
+            if env is None:
+                return
+            client.round_trips += 1
+            self.commands.append("MAIL FROM:<%s>" % env.sender)
+            if self.size and env.size > self.size:
+                for i in range(len(env.rcpts)):
+                    env.results[i] = (552, b"5.3.4 message too big")
+                src.envelope_done(env)
+                continue
+            ok = []
+            for i in range(len(env.rcpts)):
+                a = env.rcpts[i]
+                r = _reply(self.replies.get("RCPT:" + a, self.replies.get("RCPT", "250 2.1.5 ok")))
+                if r[0] // 100 == 2:
+                    ok.append(i)
+                else:
+                    env.results[i] = r
+            if ok:
+                f = env.opener()
+                buf = bytearray(256)
+                parts = []
+                while True:
+                    k = f.readinto(buf)
+                    if not k:
+                        break
+                    parts.append(bytes(buf[:k]))
+                f.close()
+                if n == self.drop_in_data:
+                    self.in_data = True
+                    client.failed = (0, b"connection lost")
+                    return
+                dot = _reply(self.replies.get("DOT", "250 2.0.0 queued"))
+                for i in ok:
+                    env.results[i] = dot
+                if dot[0] // 100 == 2:
+                    self.messages.append((env.sender, [env.rcpts[i] for i in ok], b"".join(parts)))
+            n += 1
+            src.envelope_done(env)
+
+
+class Gw:
+    """The parts of app.Gateway the relay uses."""
+
+    def __init__(self, root, over=None):
+        v = CFG._v
+        for k in BASE:
+            v[k] = BASE[k]
+        v["spool.path"] = root
+        for k in over or {}:
+            v[k] = over[k]
+        self.cfg = CFG
+        self.spool = Spool(root, 0)
+        self.spool.recover()
+        self.outq = self.spool.queue
+        self.maildrops = self.spool.maildrops
+        self.users = Users()
+        self.router = Router(self.cfg, self.users)
+        self.link = Link()
+        self.relay = relay.Relay(self)
+        self.commands = None  # the console test adds a table
+        self.servers = []
+        self.script = {}  # FakeSmarthost kwargs per host (None: any host), or an OSError to raise
+
+    def serve(self):
+        """Replace the client and its transport by FakeSmarthost (both runtimes)."""
+        gw = self
+
+        async def fake_converse(host, port, name, client):
+            kw = gw.script.get(host, gw.script.get(None, {}))
+            if isinstance(kw, Exception):
+                raise kw
+            srv = FakeSmarthost(host, **kw)
+            gw.servers.append(srv)
+            srv.talk(client)
+
+        self.relay.converse = fake_converse
+        self.relay.make_client = lambda src, domain: FakeClient(src)
+        return self
+
+    def console(self, line):
+        return self.commands.run(self, line)
+
+    def due_now(self, mid):
+        """What `queue retry ID` does, without the console module."""
+        rec = self.outq.load(mid)
+        rec.next_attempt = 0
+        self.outq.save(rec)
+        self.relay.tried.pop(mid, None)
+
+
+def new_gw(tag, over=None):
+    return Gw(fwtest.tempdir(tag), over).serve()
+
+
+def queue(gw, rcpts, sender="alice@office.test", body=None, repeat=1):
+    """Queue a message (`body` written `repeat` times) for remote `rcpts`."""
+    w = gw.spool.writer()
+    for _ in range(repeat):
+        w.write(body or b"Subject: test\r\nMessage-ID: <%d@office.test>\r\n\r\nhello\r\n.dot\r\n" % len(gw.outq.ids()))
+    mid = w.commit(sender, [Route("remote", a, []) for a in rcpts])
+    rec = gw.outq.load(mid)
+    rec.created = NOW  # as if accepted at our fake "now"
+    gw.outq.save(rec)
+    return mid
+
+
+def run(gw, now=NOW):
+    saved = compat.wall_time
+    compat.wall_time = lambda: now
+    try:
+        asyncio.run(gw.relay.run_once())
+    finally:
+        compat.wall_time = saved
+
+
+def maildrop(gw, user="alice"):
+    md = gw.maildrops.open(user)
+    try:
+        out = []
+        buf = bytearray(512)
+        for i in range(len(md.messages())):
+            f = md.open_body(i)
+            parts = []
+            while True:
+                n = f.readinto(buf)
+                if not n:
+                    break
+                parts.append(bytes(buf[:n]))
+            f.close()
+            out.append(b"".join(parts))
+        return out
+    finally:
+        md.close()
+
+
+def done(gw):
+    fwtest.rmtree(gw.spool.root)

@@ -1,0 +1,42 @@
+"""relay, SIZE and MX routes: the queue runner over a real spool and a fake smarthost:
+per-recipient outcomes, retry schedule in wall time and online sessions,
+bounces and delay warnings into the sender's maildrop, console commands."""
+
+
+from relayfake import done, maildrop, new_gw, queue, run
+
+from dialgate import compat
+
+
+def test_size_limit_bounces_without_sending():
+    gw = new_gw("rl7")
+    try:
+        queue(gw, ["bob@example.com"], body=b"Subject: big\r\n\r\n" + b"y" * 500 + b"\r\n")
+        queue(gw, ["carol@example.net"])
+        gw.script[None] = {"size": 200}
+        gw.relay.new_session()
+        run(gw)
+        assert len(gw.servers[0].messages) == 1
+        d = maildrop(gw)
+        assert len(d) == 1 and b"Status: 5.3.4" in d[0]
+    finally:
+        done(gw)
+
+
+def test_mx_route_one_connection_per_domain():
+    gw = new_gw("rl9", {"relay.route": "mx", "relay.tls": "opportunistic", "relay.user": ""})
+    saved = compat.resolve_mx
+    compat.resolve_mx = lambda d, ns="": ["mx1." + d, "mx2." + d]
+    try:
+        queue(gw, ["bob@example.com", "carol@example.net"])
+        queue(gw, ["dave@example.com"])
+        gw.script["mx1.example.net"] = OSError("no route to host")  # the next MX takes over
+        gw.relay.new_session()
+        run(gw)
+        hosts = [s.host for s in gw.servers]
+        assert hosts == ["mx1.example.com", "mx2.example.net"]
+        assert len(gw.servers[0].messages) == 2 and len(gw.servers[1].messages) == 1
+        assert gw.outq.ids() == []
+    finally:
+        compat.resolve_mx = saved
+        done(gw)
