@@ -218,10 +218,11 @@ def fetchmail(tmp_path, gw: Gateway, out, keep: bool) -> subprocess.CompletedPro
                           capture_output=True, text=True, timeout=120)
 
 
-def test_fetchmail_keep_mode_downloads_nothing_twice(tmp_path):
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_fetchmail_keep_mode_downloads_nothing_twice(tmp_path, runtime):
     pkgs.require("fetchmail")
     bodies = [message(i, b".dot line\r\n") for i in range(1, 4)]
-    gw = start(tmp_path, "cpython", bodies)
+    gw = start(tmp_path, runtime, bodies)
     out = tmp_path / "mbox"
     try:
         r = fetchmail(tmp_path, gw, out, keep=True)
@@ -239,7 +240,7 @@ def test_fetchmail_keep_mode_downloads_nothing_twice(tmp_path):
         stop(gw)
     # a new message after a restart: only it comes down
     deliver(tmp_path / "spool", "alice", [message(9)])
-    gw = start(tmp_path, "cpython", [])
+    gw = start(tmp_path, runtime, [])
     try:
         r = fetchmail(tmp_path, gw, out, keep=True)
         assert r.returncode == 0, r.stdout + r.stderr
@@ -327,5 +328,70 @@ def test_poplib_stls_from_the_internet(tmp_path, runtime):
         assert p.pass_(PASSWORD).startswith(b"+OK alice has 1 messages")
         assert p.retr(1)[1][-1] == b"body of message 1"
         p.quit()
+    finally:
+        stop(gw)
+
+
+# ---- a 50 MB message through the real gateway -------------------------------------
+
+
+def deliver_big(spool_dir, size: int) -> int:
+    """A `size`-octet message, every 16th line starting with a dot; returns the dot lines."""
+    from dialgate.delivery import Route
+    from dialgate.spool import Spool
+
+    sp = Spool(str(spool_dir), 0)
+    sp.recover()
+    w = sp.writer()
+    head = b"Subject: big\r\n\r\n"
+    block = (b"." + b"y" * 61 + b"\r\n" + (b"x" * 62 + b"\r\n") * 15) * 64  # 64 KB, 64 dot lines
+    w.write(head)
+    n, dots = len(head), 0
+    while n + len(block) <= size:
+        w.write(block)
+        n += len(block)
+        dots += 64
+    rest = size - n
+    w.write(b"z" * (rest - 2) + b"\r\n")
+    w.commit("sender@isp.test", [Route("local", "alice@office.test", ["alice"])])
+    return dots
+
+
+def heap_used(gw: Gateway) -> int:
+    ok, lines, _ = gw.command("status")
+    assert ok, lines
+    return int(dict(x.split(": ", 1) for x in lines)["heap"].split()[1])
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_retr_50mb_through_the_gateway(tmp_path, runtime):
+    size = 50 * 1024 * 1024
+    dots = deliver_big(tmp_path / "spool", size)
+    gw = start(tmp_path, runtime, [])
+    try:
+        before = heap_used(gw)
+        s = raw(gw.pop3_port)
+        assert ask(s, b"USER alice").startswith(b"+OK")
+        assert ask(s, f"PASS {PASSWORD}".encode()).startswith(b"+OK alice has 1 messages (%d octets)" % size)
+        s.sendall(b"RETR 1\r\n")
+        t0 = time.monotonic()
+        got = 0
+        tail = b""
+        buf = bytearray(1 << 16)
+        while not tail.endswith(b"\r\n.\r\n"):
+            n = s.recv_into(buf)
+            assert n, got
+            got += n
+            tail = (tail + bytes(buf[:n]))[-8:]
+        secs = time.monotonic() - t0
+        assert ask(s, b"QUIT").startswith(b"+OK")
+        s.close()
+        reply = len(b"+OK %d octets\r\n" % size)
+        assert got == reply + size + dots + 3, (got, size, dots)
+        after = heap_used(gw)
+        print(f"\n# {runtime}: RETR 50 MB in {secs:.1f} s ({size / secs / 1e6:.0f} MB/s); gateway heap used "
+              f"before {before}, after {after}")
+        if runtime == "upy":
+            assert after - before < 16384, (before, after)  # no growth with the message size
     finally:
         stop(gw)
