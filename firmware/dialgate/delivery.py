@@ -4,6 +4,8 @@ RFC 5321 §4.5.1: `postmaster` at every local domain (and bare `postmaster`,
 §4.1.1.3) is always deliverable, whether or not such a user exists.
 """
 
+from .mailbox import valid_user
+
 
 class Route:
     """Where one RCPT goes. kind: "local" or "remote"; address: the RCPT address
@@ -65,8 +67,9 @@ class Router:
             if got:
                 return got
         if local == "postmaster":
-            return [self.cfg["delivery.postmaster"]]
+            pm = self.cfg["delivery.postmaster"]
+            return st.expand(pm) or ([pm] if valid_user(pm) else ["postmaster"])
         ca = self.cfg["delivery.catch_all"]
         if ca:
-            return st.expand(ca) or [ca]
+            return st.expand(ca) or ([ca] if valid_user(ca) else [])
         return []

@@ -8,6 +8,7 @@ import json
 import os
 
 from . import compat, log
+from .mailbox import valid_user
 
 _ENOSPC = 28
 _RECORD_MAX = 65536  # envelope / queue record files are small; never read more than this
@@ -107,7 +108,7 @@ class Spool:
 
     def __init__(self, root, reserve=65536, links=None):
         from .mailbox import Maildrops
-        from .outq import OutboundQueue
+        from .outq import OutboundQueue  # (outq imports this module)
 
         self.root = root.rstrip("/") or "/"
         self.reserve = reserve
@@ -364,6 +365,9 @@ class SpoolWriter:
         for r in recipients:
             if r.kind == "local":
                 for u in r.users:
+                    if not valid_user(u):  # a maildrop name becomes a directory name
+                        self.abort()
+                        raise ValueError("bad maildrop name %r" % u[:64])
                     if u not in users:
                         users.append(u)
             elif r.address not in remote:

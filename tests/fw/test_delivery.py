@@ -83,6 +83,15 @@ def test_catch_all():
         fwtest.rmtree(d)
 
 
+def test_bad_configured_names_never_become_directories():
+    r, d = _router({"delivery.catch_all": "../x", "delivery.postmaster": "../y"})
+    try:
+        assert _users(r, "whoever@office.test") is None
+        assert _users(r, "postmaster@office.test") == ("local", ["postmaster"])
+    finally:
+        fwtest.rmtree(d)
+
+
 def test_remote_domains_are_remote_routes():
     r, d = _router()
     try:

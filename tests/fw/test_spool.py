@@ -278,6 +278,21 @@ def test_commit_without_recipients_is_refused():
         fwtest.rmtree(sp.root)
 
 
+def test_commit_refuses_maildrop_names_that_are_not_plain_names():
+    sp = new_spool("spn")
+    try:
+        w = sp.writer()
+        w.write(b"x\r\n")
+        try:
+            w.commit("a@b", [Route("local", "x@office.test", ["../../etc"])])
+            raise AssertionError("ValueError expected")
+        except ValueError:
+            pass
+        assert listing(sp, "tmp") == [] and listing(sp, "mail") == []
+    finally:
+        fwtest.rmtree(sp.root)
+
+
 def _stream_big(sp, total, chunk):
     """Write `total` octets through a SpoolWriter and read them back, sampling the live heap
     (gc.collect() then gc.mem_alloc(), every 64 chunks) -> (peak, base) in octets."""
