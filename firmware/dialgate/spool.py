@@ -150,8 +150,9 @@ class Spool:
         counts = {"tmp": 0, "fanout": 0, "orphans": 0, "queue": 0}
         tmp = self.path("tmp")
         for name in os.listdir(tmp):
-            self.flash.remove(tmp + "/" + name)
-            counts["tmp"] += 1
+            if not self._finish_replace(name):
+                self.flash.remove(tmp + "/" + name)
+                counts["tmp"] += 1
         counts["fanout"] = self._finish_fanouts()
         for name in os.listdir(self.path("body")):
             if not self._body_held(name):
@@ -161,6 +162,24 @@ class Spool:
         if counts["tmp"] or counts["fanout"] or counts["orphans"]:
             log.warn("spool recovery: %s", json.dumps(counts))
         return counts
+
+    def _finish_replace(self, name):
+        """A queue record update cut between compat.replace's remove and rename
+        (VFSes that cannot rename over a file, e.g. FAT): the complete new record
+        is still in tmp/ and the old one is gone. Put it in place -> True."""
+        if not name.endswith(".q"):
+            return False
+        dst = self.path("queue", name[:-2])
+        src = self.path("tmp", name)
+        if compat.exists(dst):
+            return False
+        try:
+            read_record(src)  # complete JSON only
+        except (OSError, ValueError):
+            return False
+        self.flash.rename(src, dst)
+        self.flash.sync_dir(self.path("queue"))
+        return True
 
     def _finish_fanouts(self):
         """Deliver every envelope still in new/ (interrupted or deferred fan-outs) -> how many."""

@@ -61,6 +61,10 @@ def valid_password(pw):
 
 
 def _read_json(path):
+    if not compat.exists(path) and compat.exists(path + ".tmp"):
+        # cut inside compat.replace on a VFS that removes before renaming (FAT):
+        # the .tmp is complete (it is renamed only after fsync + close)
+        compat.replace(path + ".tmp", path)
     try:
         size = compat.file_size(path)
     except OSError:

@@ -386,3 +386,27 @@ def test_flash_writes_per_accepted_message():
             assert mixed["created"] == (2 if links else 3) and mixed["renames"] == 3
         finally:
             fwtest.rmtree(sp.root)
+
+
+def test_record_update_cut_inside_a_remove_then_rename_replace_is_finished():
+    """FAT cannot rename over a file: compat.replace removes first. A cut between
+    leaves the complete new record in tmp/ and none in queue/; recovery installs it."""
+    sp = new_spool("spr")
+    try:
+        mid = put(sp, b"x\r\n", [remote("a@isp.test")])
+        rec = sp.queue.load(mid)
+        rec.attempts = 3
+        with open(sp.path("tmp", mid + ".q"), "w") as f:
+            f.write(rec.to_json())
+        os.remove(sp.path("queue", mid))
+        sp = Spool(sp.root, 0)
+        sp.recover()
+        assert sp.queue.ids() == [mid] and sp.queue.load(mid).attempts == 3
+        assert read(sp.queue.open_body(mid)) == b"x\r\n"
+        # a torn update next to an intact record is just dropped
+        with open(sp.path("tmp", mid + ".q"), "w") as f:
+            f.write('{"id": "')
+        sp = Spool(sp.root, 0)
+        assert sp.recover()["tmp"] == 1 and sp.queue.load(mid).attempts == 3
+    finally:
+        fwtest.rmtree(sp.root)

@@ -161,3 +161,17 @@ def test_console_commands():
     finally:
         log.LOG.stream, log.LOG.console = old_stream, old_console
         fwtest.rmtree(d)
+
+
+def test_store_cut_inside_a_remove_then_rename_replace_is_finished():
+    d = fwtest.tempdir("us")
+    try:
+        st = UserStore(d + "/users.json", iterations=1000)
+        st.add("alice", "Wonder-1")
+        import os
+
+        os.rename(d + "/users.json", d + "/users.json.tmp")  # as if cut between remove and rename
+        assert UserStore(d + "/users.json").check_password("alice", "Wonder-1")
+        assert compat.exists(d + "/users.json") and not compat.exists(d + "/users.json.tmp")
+    finally:
+        fwtest.rmtree(d)
