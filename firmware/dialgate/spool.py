@@ -399,7 +399,11 @@ class SpoolWriter:
             self.spool.flash.finish(f)
             self.spool._commit(self.id, self._tmp, sender, self.size, users, remote)
         except OSError as e:
-            self.spool.flash.remove(self._tmp)
+            try:
+                self.spool.flash.remove(self._tmp)
+                self.spool.release(self.id)  # a body already moved to body/ but never committed
+            except OSError:
+                pass  # recovery removes it at the next boot
             if e.args and e.args[0] == _ENOSPC:
                 raise SpoolFull(_ENOSPC, "spool full")
             raise
