@@ -313,12 +313,16 @@ class Modem:
             i += 1
             if c == " ":
                 continue
-            if c == "E":
-                self.echo = num() == 1
-            elif c == "V":
-                self.verbose = num() == 1
-            elif c == "Q":
-                self.quiet = num() == 1
+            if c in "EVQ":
+                v = num()
+                if v > 1:
+                    return False
+                if c == "E":
+                    self.echo = v == 1
+                elif c == "V":
+                    self.verbose = v == 1
+                else:
+                    self.quiet = v == 1
             elif c == "X":
                 v = num()
                 if v > 4:
