@@ -55,3 +55,47 @@ def test_user_and_alias_commands_persist_and_never_log_passwords(tmp_path, runti
     assert "console: user add" in logged
     assert PW not in logged and "Another-1" not in logged
     assert PW not in (spool / "users.json").read_text()
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_alias_fan_out_over_smtp_and_pop3_with_uids_stable_across_restart(tmp_path, runtime):
+    import smtplib
+
+    mpy = runtime == "upy"
+    gw = Gateway(tmp_path, runtime=runtime, mpy=mpy, heap=HEAP)
+    try:
+        for u in ("alice", "bob"):
+            assert gw.command(f"user add {u} Pw-{u}-1")[0]
+        assert gw.command("alias add team alice bob")[0]
+        with smtplib.SMTP("127.0.0.1", gw.smtp_port, timeout=10) as s:
+            s.sendmail("someone@isp.test", ["team@office.test"], b"Subject: for the team\r\n\r\nhello team\r\n")
+            s.sendmail("someone@isp.test", ["alice@office.test"], b"Subject: only alice\r\n\r\nhi\r\n")
+        uids = {}
+        for u in ("alice", "bob"):
+            pop = poplib.POP3("127.0.0.1", gw.pop3_port, timeout=10)
+            try:
+                pop.user(u)
+                pop.pass_(f"Pw-{u}-1")
+                uids[u] = [x.split()[1] for x in pop.uidl()[1]]
+                body = b"\r\n".join(pop.retr(1)[1])
+                assert b"hello team" in body
+            finally:
+                pop.quit()
+        assert len(uids["alice"]) == 2 and len(uids["bob"]) == 1
+        assert uids["bob"][0] == uids["alice"][0]  # one message, one UID, one body on flash
+    finally:
+        gw.stop()
+    gw = Gateway(tmp_path, runtime=runtime, mpy=mpy, heap=HEAP)
+    try:
+        pop = poplib.POP3("127.0.0.1", gw.pop3_port, timeout=10)
+        try:
+            pop.user("alice")
+            pop.pass_("Pw-alice-1")
+            assert [x.split()[1] for x in pop.uidl()[1]] == uids["alice"]
+            pop.dele(1)
+        finally:
+            pop.quit()
+        ok, lines, _ = gw.command("user list")
+        assert lines[0].startswith("alice  1 messages") and lines[1].startswith("bob  1 messages")
+    finally:
+        gw.stop()
