@@ -4,7 +4,6 @@ import fwtest
 from dialgate import compat, log
 from dialgate.console import Commands
 from dialgate.mailbox import valid_user
-from dialgate.spool import Spool
 from dialgate.users import UserStore, add_commands, hash_password, verify_password
 
 
@@ -122,6 +121,8 @@ def test_console_commands():
     old_stream, old_console = log.LOG.stream, log.LOG.console
     log.LOG.stream, log.LOG.console = sink, True
     try:
+        from dialgate.spool import Spool
+
         gw = _Gw()
         gw.users = UserStore(d + "/users.json", apop=True, iterations=1000)
         gw.spool = Spool(d + "/spool", 0)
