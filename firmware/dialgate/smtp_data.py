@@ -44,7 +44,9 @@ class DotDecoder:
         self.sink = sink
         self.max_size = max_size
         self.text_line = text_line
-        self.buf = buf  # bytearray scratch (find() needs one); reused across messages
+        # bytearray scratch (memoryview has no find()); its content does not
+        # outlive one feed() call, so sessions may share it
+        self.buf = buf
         self.mv = memoryview(buf)
         self.head_fix = head_fix
         self.sink_error = sink_error

@@ -11,7 +11,6 @@ from . import auth, compat, limits, log
 from .proto import Session
 from .smtp_addr import BadPath, needs_relay, parse_path
 from .smtp_data import ERR_FULL, ERR_IO, DotDecoder, rfc5322_date
-from .spool import SpoolFull
 
 # Session states (bit masks, so a table entry can allow several).
 S_GREET = 1  # connected, no HELO/EHLO yet
@@ -21,6 +20,7 @@ S_RCPT = 8  # at least one RCPT accepted
 ANY = 15
 
 _CLOCK_SET = 1577836800  # 2020-01-01: a wall clock before this was never set
+_ENOSPC = 28  # spool.SpoolFull and a full filesystem both carry it: 452 4.3.1
 
 
 class SmtpService:
@@ -42,10 +42,18 @@ class SmtpService:
         self.max_size = cfg["smtp.max_size"]
         self.max_rcpts = cfg["smtp.max_recipients"]
         self.auth_plaintext = cfg["smtp.auth_plaintext"]
-        self.scan_size = cfg["board.buffer"]  # DATA scan buffer, allocated once per session
+        self.scan_size = cfg["board.buffer"]
+        self.scratch = None  # DATA scan buffer, shared (see scan_buffer)
 
     def session(self, peer):
         return SmtpSession(peer, self)
+
+    def scan_buffer(self):
+        """The DotDecoder's scratch bytearray, one for all sessions: feed() copies a
+        chunk in and scans it without yielding, so no two sessions ever use it at once."""
+        if self.scratch is None:
+            self.scratch = bytearray(self.scan_size)
+        return self.scratch
 
 
 class SmtpSession(Session):
@@ -67,7 +75,6 @@ class SmtpSession(Session):
         self.bogus = 0
         self.messages = 0
         self.reply = None
-        self.scratch = None
         self.writer = None
         self.decoder = None
         self.sender = None
@@ -283,23 +290,21 @@ class SmtpSession(Session):
         svc = self.svc
         try:
             if not svc.spool.has_room(0):
-                raise SpoolFull(28, "spool full")
+                raise OSError(_ENOSPC, "spool full")
             w = svc.spool.writer()
             self.writer = w
             w.write(self._received())
         except Exception as e:
             self._drop_message()
             return self._refusal(e)
-        if self.scratch is None:
-            self.scratch = bytearray(svc.scan_size)
         fix = self._head_fix if (self.lan or self.user is not None) else None
-        self.decoder = DotDecoder(w, svc.max_size, limits.SMTP_TEXT_LINE, self.scratch, fix, self._refusal)
+        self.decoder = DotDecoder(w, svc.max_size, limits.SMTP_TEXT_LINE, svc.scan_buffer(), fix, self._refusal)
         self.raw = True
         self.timeout_ms = limits.SMTP_DATA_TIMEOUT_MS
         return b"354 End data with <CR><LF>.<CR><LF>\r\n"
 
     def _refusal(self, e):
-        if isinstance(e, SpoolFull):
+        if isinstance(e, OSError) and e.args and e.args[0] == _ENOSPC:
             return ERR_FULL
         log.exception("smtp spool", e)
         return ERR_IO

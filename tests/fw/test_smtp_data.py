@@ -7,21 +7,26 @@ import fwtest
 
 
 def test_size_overrun_in_data_answered_after_end():
-    out, sp = message(
-        (b"x" * 900 + b"\r\n") * 6 + b".\r\nNOOP\r\n", over={"smtp.max_size": 5000}, pieces=(1, 7, 1000, 7000)
-    )
-    assert out == b"552 5.3.4 Message size exceeds fixed maximum message size\r\n" + OK, out
-    assert sp.committed == [] and sp.open == 0
+    line = b"x" * 300 + b"\r\n"
+    for piece in (1, 7, 100, 400):
+        svc = smtpfakes.service({"smtp.max_size": 1024})
+        s = svc.session(LAN)
+        assert fwtest.drive(s, smtpfakes.PREAMBLE, 64).endswith(GO)
+        for _ in range(4):  # 1208 octets: over 1024, no reply until the end of data
+            assert fwtest.drive(s, line, piece) == smtpfakes.G
+        out = fwtest.drive(s, b".\r\nNOOP\r\n", piece)
+        assert out == smtpfakes.G + b"552 5.3.4 Message size exceeds fixed maximum message size\r\n" + OK, out
+        assert svc.spool.committed == [] and svc.spool.open == 0
 
 
 def test_text_line_1000_1001_1002_octets():
     # RFC 5321 §4.5.3.1.6: 1000 octets including CRLF is the longest text line.
     for total, ok in ((1000, True), (1001, False), (1002, False)):
         line = b"a" * (total - 2) + b"\r\n"
-        out, sp = message(b"Subject: t\r\n\r\n" + line + b".\r\n", peer=OUTSIDE, pieces=(1, 999, 1000, 1001, 4096))
+        out, sp = message(b"Subject: t\r\n\r\n" + line + b".\r\n", peer=OUTSIDE, pieces=(1, 7, 999, 1000, 1001))
         if ok:
             assert out == b"250 2.0.0 Ok: queued as M1\r\n", out
-            assert sp.committed[0][3].endswith(line)
+            assert sp.committed[0][3].endswith(line[-64:]) and sp.committed[0][4] > total
         else:
             assert out == b"500 5.5.2 Text line longer than 1000 octets (RFC 5321 4.5.3.1.6)\r\n", (total, out)
             assert sp.committed == [] and sp.open == 0
@@ -82,8 +87,6 @@ def test_disconnect_during_data_spools_nothing():
 
 
 def test_spool_errors_452_451_and_nothing_half_written():
-    from dialgate.spool import SpoolFull
-
     sp = smtpfakes.FakeSpool()
     sp.full_at = 500
     out, sp = message(b"x" * 600 + b"\r\n.\r\nNOOP\r\n", spool=sp, pieces=(1, 64, 1000))
@@ -95,7 +98,7 @@ def test_spool_errors_452_451_and_nothing_half_written():
     assert out == b"451 4.3.0 Local error in processing\r\n", out
     assert sp.open == 0
     sp = smtpfakes.FakeSpool()
-    sp.commit_error = SpoolFull(28, "full")
+    sp.commit_error = OSError(28, "full")  # spool.SpoolFull carries ENOSPC
     out, sp = message(b"x\r\n.\r\n", spool=sp, pieces=(1, 64))
     assert out == b"452 4.3.1 Insufficient system storage\r\n", out
     assert sp.open == 0

@@ -1,0 +1,85 @@
+"""SMTP limits and syntax errors (RFC 5321 §4.5.3, RFC 1870), transcripts split at every byte."""
+
+import smtpfakes
+from smtpfakes import LAN, OK, OUTSIDE, RCPT_OK, SENDER_OK, G, Run, ehlo_reply
+
+import fwtest
+
+
+def test_bogus_commands_end_in_421():
+    r = Run(OUTSIDE)
+    data = b"GET / HTTP/1.1\r\n" * 12 + b"NOOP\r\n"
+    bad = b"500 5.5.2 Command not recognized\r\n"
+    r.check(
+        data,
+        G + bad * 10 + b"421 4.7.0 gw.office.test Too many errors, closing connection\r\n",
+        pieces=(1, 5, 17, len(data)),
+    )
+    assert r.s.closing
+
+
+def test_command_line_limit_512():
+    r = Run(LAN)
+    ok = b"NOOP " + b"x" * 505 + b"\r\n"  # 512 octets with CRLF
+    long = b"NOOP " + b"x" * 506 + b"\r\n"  # 513
+    r.check(
+        ok + long + b"NOOP\r\n", G + OK + b"500 5.5.2 Line too long\r\n" + OK, pieces=(1, 2, 100, 511, 512, 513, 600)
+    )
+
+
+def test_path_syntax_errors():
+    r = Run(LAN)
+    data = (
+        b"EHLO x\r\nMAIL FROM:a@b.example\r\nMAIL FROM:<a@b.example\r\nMAIL FROM:<a@b.example> FOO=1\r\n"
+        b"MAIL FROM: <a@b.example>\r\nRCPT TO:<>\r\nRCPT TO:<alice@office.test> NOTIFY=NEVER\r\n"
+        b"RCPT TO:<\xc3\xa9@office.test>\r\nRCPT TO:<nodomain>\r\n"
+    )
+    r.check(
+        data,
+        G
+        + ehlo_reply(LAN)
+        + b"501 5.5.4 Syntax: FROM:<address>\r\n" * 2
+        + b"555 5.5.4 Unsupported MAIL parameter\r\n"
+        + SENDER_OK
+        + b"501 5.1.3 Bad recipient address syntax\r\n"
+        + b"555 5.5.4 Unsupported RCPT parameter\r\n"
+        + b"553 5.6.7 Only ASCII addresses are accepted here\r\n"
+        + b"501 5.1.3 Address needs a domain\r\n",
+        pieces=(1, 4, 9, len(data)),
+    )
+
+
+def test_size_parameter_over_limit_and_spool_guard():
+    r = Run(LAN, over={"smtp.max_size": 5000})
+    data = b"EHLO x\r\nMAIL FROM:<a@b.example> SIZE=5001\r\nMAIL FROM:<a@b.example> SIZE=5000\r\n"
+    r.check(
+        data,
+        G
+        + ehlo_reply(LAN).replace(b"10485760", b"5000")
+        + b"552 5.3.4 Message size exceeds fixed maximum message size\r\n"
+        + SENDER_OK,
+    )
+    sp = smtpfakes.FakeSpool()
+    sp.room = False
+    r = Run(LAN, spool=sp)
+    r.check(
+        b"HELO x\r\nMAIL FROM:<a@b.example>\r\n",
+        G + b"250 gw.office.test\r\n" + b"452 4.3.1 Insufficient system storage\r\n",
+    )
+
+
+def test_recipient_and_message_limits():
+    s = smtpfakes.service().session(LAN)
+    fwtest.drive(s, b"HELO x\r\nMAIL FROM:<a@b.example>\r\n")
+    rcpt = b"RCPT TO:<alice@office.test>\r\n"
+    for _ in range(100):  # RFC 5321 §4.5.3.1.8: 100 must be accepted
+        assert fwtest.drive(s, rcpt, 7).endswith(RCPT_OK)
+    assert fwtest.drive(s, rcpt, 7).endswith(b"452 4.5.3 Too many recipients\r\n")
+    s = smtpfakes.service(spool=smtpfakes.FakeSpool(keep=False)).session(LAN)
+    fwtest.drive(s, b"HELO x\r\n")
+    one = b"MAIL FROM:<a@b.example>\r\nRCPT TO:<alice@office.test>\r\nDATA\r\nx\r\n.\r\n"
+    for i in range(100):  # one pipelined message per read, same session
+        out = fwtest.drive(s, one, 64)
+        assert out.endswith(b"250 2.0.0 Ok: queued as M%d\r\n" % (i + 1)), (i, out)
+    out = fwtest.drive(s, one, 64)
+    assert out.endswith(b"421 4.7.0 Too many messages in one session, closing connection\r\n") and s.closing
