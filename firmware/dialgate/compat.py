@@ -500,7 +500,7 @@ def tls_client_context(ca_file, verify):
         else:
             ctx.verify_mode = ssl.CERT_NONE
         return ctx
-    ctx = ssl.create_default_context(cafile=ca_file or None)
+    ctx = ssl.create_default_context(cafile=ca_file or None)  # pyright: ignore[reportAttributeAccessIssue]
     if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -541,11 +541,9 @@ def resolve_mx(domain, nameserver=""):
     query to `nameserver` (required) parsed by mxlookup. Blocks for at most ~5 s.
     """
     if MICROPYTHON:
-        from . import mxlookup
-
-        return mxlookup.resolve(domain, nameserver)
-    import dns.exception  # CPython-only dependency (requirements.txt)
-    import dns.resolver
+        return _resolve_mx_udp(domain, nameserver)
+    import dns.exception  # pyright: ignore[reportMissingImports]  # CPython-only (requirements.txt)
+    import dns.resolver  # pyright: ignore[reportMissingImports]
 
     res = dns.resolver.Resolver(configure=not nameserver)
     if nameserver:
@@ -562,6 +560,34 @@ def resolve_mx(domain, nameserver=""):
     hosts = sorted([(r.preference, str(r.exchange).rstrip(".")) for r in ans])  # type: ignore
     out = [h for _p, h in hosts if h]
     return out or []  # RFC 7505 null MX ("."): no mail
+
+
+def _resolve_mx_udp(domain, nameserver):
+    import socket
+
+    from . import mxlookup
+
+    if not nameserver:
+        raise OSError("relay.resolver is not set (needed for MX lookups on a board)")
+    r = urandom(2)
+    qid = r[0] << 8 | r[1]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.settimeout(5)
+        s.sendto(mxlookup.query(domain, qid), socket.getaddrinfo(nameserver, 53)[0][-1])
+        data = s.recv(1500)
+    finally:
+        s.close()
+    try:
+        rcode, mx = mxlookup.parse(data, qid)
+    except ValueError as e:
+        raise OSError("MX lookup for %s: %s" % (domain, e))
+    if rcode == 3:
+        return []
+    if rcode:
+        raise OSError("MX lookup for %s failed: rcode %d" % (domain, rcode))
+    hosts = [h for _p, h in mx if h]
+    return hosts if mx else [domain]  # RFC 5321 §5.1: no MX, the domain itself
 
 
 def stdin_stream():
