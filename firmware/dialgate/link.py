@@ -10,6 +10,7 @@ from . import compat, log
 UP = "up"  # what up() returns on success; any other string says why not
 NO_PORT = "no-port"  # the modem port cannot be opened
 PPP_FAILED = "ppp-failed"  # dialled, but PPP did not come up
+FAILED = "failed"  # an unexpected error (logged with its traceback)
 
 
 class Link:
@@ -77,6 +78,9 @@ class Link:
         except OSError as e:
             log.error("link: %s", compat.exc_text(e))
             outcome = NO_PORT
+        except Exception as e:  # a bug or a missing package must not leave us "dialling"
+            log.exception("link: up", e)
+            outcome = FAILED
         finally:
             self._busy = False
         self.last = outcome

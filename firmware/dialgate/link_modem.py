@@ -3,9 +3,8 @@ and the host's emulated link (dial the modem emulator, then use its forwarded po
 
 import asyncio
 
-from . import compat, config, log, modem
+from . import compat, config, log
 from .link import NO_PORT, UP, Link
-from .modem_dialer import Dialer
 from .modem_profiles import ModemSettings
 
 CARRIER_POLL_MS = compat.const(250)
@@ -33,6 +32,11 @@ class ModemLink(Link):
         return open_port(self.st.port, self.st.baud, pins)
 
     async def _up(self):
+        # imported on the first dial, not at boot: the dialler and the result
+        # tables are heap a board needs only while it dials
+        from . import modem
+        from .modem_dialer import Dialer
+
         if not self.st.port:
             log.error("link: modem.port is not set")
             return NO_PORT

@@ -10,6 +10,8 @@
 CPython-only packages are imported inside the adapters, never at import time.
 """
 
+from . import compat
+
 
 def open_port(spec, baud, pins=(-1, -1, -1, -1)):
     """pins: (tx, rx, dtr, dcd) GPIO numbers for uart:N, -1 = unused/default."""
@@ -18,6 +20,8 @@ def open_port(spec, baud, pins=(-1, -1, -1, -1)):
     from . import modem_port_host as host  # CPython: pyserial, ttys on fds
 
     if spec.startswith("emu://"):
+        if compat.MICROPYTHON:  # the unix port running the host simulation
+            return host.EmuSocketPort(spec[6:], baud)
         return host.EmuPort(spec[6:], baud)
     if spec.startswith("fd:"):
         return host.FdPort(int(spec[3:]))

@@ -49,81 +49,150 @@ class SerialPort:
             pass
 
 
-class EmuPort(SerialPort):
-    """The host modem emulator: data on pyserial `socket://`, DTR/DCD on a text
-    side channel ("DTR 1\\n" out; "DCD 1\\n", "BYTES UP DOWN\\n" in)."""
+def _emu_where(where):
+    """"HOST:PORT[?control=P]" -> (host, data port, control port)."""
+    host, _, rest = where.partition(":")
+    port, _, query = rest.partition("?")
+    ctl = int(port) + 1
+    if query.startswith("control="):
+        ctl = int(query[8:])
+    return host, int(port), ctl
 
-    has_dtr = True
 
-    def __init__(self, where, baud):
-        import socket
+def _connect(host, port):
+    import socket
 
-        host, _, rest = where.partition(":")
-        port, _, query = rest.partition("?")
-        ctl = int(port) + 1
-        if query.startswith("control="):
-            ctl = int(query[8:])
-        SerialPort.__init__(self, "socket://%s:%s" % (host, port), baud)
-        self.lines = True
-        self.has_dtr = True
+    s = socket.socket()
+    s.connect(socket.getaddrinfo(host, port)[0][-1])
+    return s
+
+
+def _recv(sock, n):
+    """Non-blocking recv on either runtime: bytes, None (nothing yet), b"" at EOF."""
+    try:
+        return sock.recv(n)
+    except OSError as e:
+        if e.args and e.args[0] in (11, 35, 115):  # EAGAIN (Linux, BSD), EINPROGRESS
+            return None
+        return b""
+
+
+class EmuLines:
+    """The modem emulator's control-line side channel, one text line each way:
+    we send "DTR 0|1"; it sends "DCD 0|1" and "BYTES UP DOWN" (docs/modem.md)."""
+
+    def __init__(self, host, port):
+        self.ctl = _connect(host, port)
+        self.ctl.setblocking(False)
         self.dcd = False
         self.bytes_up = 0
         self.bytes_down = 0
         self.pending = b""
-        self.ctl = socket.create_connection((host, ctl), 5)  # pyright: ignore[reportAttributeAccessIssue]
-        self.ctl.setblocking(False)
-        self.send_control("DTR 1")
+        self.send("DTR 1")
 
-    def send_control(self, line):
+    def send(self, line):
         self.ctl.setblocking(True)
         try:
-            self.ctl.sendall(line.encode() + b"\n")
+            self.ctl.send(line.encode() + b"\n")
         finally:
             self.ctl.setblocking(False)
-
-    def set_dtr(self, on):
-        self.send_control("DTR 1" if on else "DTR 0")
 
     def poll(self):
         """Read what the side channel has sent (never blocks)."""
         while True:
-            try:
-                data = self.ctl.recv(512)
-            except (BlockingIOError, InterruptedError):
+            data = _recv(self.ctl, 512)
+            if data is None:
                 return
-            except OSError:
-                data = b""
             if not data:
                 self.dcd = False  # the emulator went away: no line
                 return
             self.pending = self.pending + data
             while b"\n" in self.pending:
-                line, _, self.pending = self.pending.partition(b"\n")
-                self._control(line.decode("latin-1").split())
+                i = self.pending.find(b"\n")
+                words = self.pending[:i].decode().split()
+                self.pending = self.pending[i + 1 :]
+                if len(words) >= 2 and words[0] == "DCD":
+                    self.dcd = words[1] == "1"
+                elif len(words) >= 3 and words[0] == "BYTES":
+                    self.bytes_up = int(words[1])
+                    self.bytes_down = int(words[2])
             if len(self.pending) > 512:
                 self.pending = b""
 
-    def _control(self, words):
-        if len(words) >= 2 and words[0] == "DCD":
-            self.dcd = words[1] == "1"
-        elif len(words) >= 3 and words[0] == "BYTES":
-            self.bytes_up = int(words[1])
-            self.bytes_down = int(words[2])
-
-    def carrier(self):
-        self.poll()
-        return self.dcd
-
     def close(self):
         try:
-            self.send_control("DTR 0")
+            self.send("DTR 0")
         except OSError:
             pass
         try:
             self.ctl.close()
         except OSError:
             pass
+
+
+class EmuPort(SerialPort):
+    """The host modem emulator on CPython: data over pyserial `socket://`, the
+    control lines over EmuLines."""
+
+    def __init__(self, where, baud):
+        host, port, ctl = _emu_where(where)
+        SerialPort.__init__(self, "socket://%s:%d" % (host, port), baud)
+        self.has_dtr = True
+        self.em = EmuLines(host, ctl)
+
+    @property
+    def bytes_up(self):
+        return self.em.bytes_up
+
+    @property
+    def bytes_down(self):
+        return self.em.bytes_down
+
+    def set_dtr(self, on):
+        self.em.send("DTR 1" if on else "DTR 0")
+
+    def carrier(self):
+        self.em.poll()
+        return self.em.dcd
+
+    def close(self):
+        self.em.close()
         SerialPort.close(self)
+
+
+class EmuSocketPort(EmuPort):
+    """The same on the MicroPython unix port, which has no pyserial: a plain socket."""
+
+    def __init__(self, where, baud):
+        host, port, ctl = _emu_where(where)
+        self.sock = _connect(host, port)
+        self.sock.setblocking(False)
+        self.has_dtr = True
+        self.em = EmuLines(host, ctl)
+
+    def read_into(self, buf):
+        data = _recv(self.sock, len(buf))
+        if not data:
+            return 0
+        n = len(data)
+        buf[:n] = data
+        return n
+
+    def write(self, data):
+        self.sock.setblocking(True)
+        try:
+            mv = memoryview(data)
+            while len(mv):
+                mv = mv[self.sock.send(mv) :]
+        finally:
+            self.sock.setblocking(False)
+
+    def close(self):
+        self.em.close()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
 
 
 class FdPort:

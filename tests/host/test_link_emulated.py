@@ -308,3 +308,28 @@ def test_console_dial_status_hangup(tmp_path, emu_factory):
         gw.stop()
         with contextlib.suppress(Exception):
             print(gw.output())
+
+
+def test_console_dial_under_micropython(tmp_path, emu_factory):
+    """The unix port has no pyserial: emu:// uses plain sockets there."""
+    emu = emu_factory(["answer"], bps=33600)
+    over = {"link.type": "emulated", "modem.port": emu.url, "modem.connect_timeout": 3, "modem.guard_ms": 50}
+    gw = Gateway(tmp_path, over, runtime="upy", heap="512K")  # a functional test: heap is measured elsewhere
+    try:
+        assert gw.command("dial")[0]
+        state = ""
+        for _ in range(100):
+            state = next(x for x in gw.command("status")[1] if x.startswith("link:"))
+            if state.startswith("link: up"):
+                break
+            time.sleep(0.05)
+        assert state.startswith("link: up 33600 bps"), state
+        assert "STATUS online" in emu.status()
+        assert gw.command("hangup")[0]
+        for _ in range(100):
+            if "STATUS command" in emu.status():
+                break
+            time.sleep(0.05)
+        assert "STATUS command" in emu.status()
+    finally:
+        gw.stop()
