@@ -9,7 +9,7 @@ import binascii
 
 from . import auth, compat, limits, log
 from .proto import Session
-from .smtp_addr import BadPath, needs_relay, parse_path
+from .smtp_addr import BadPath, needs_relay, parse_path, valid_domain
 from .smtp_data import ERR_FULL, ERR_IO, DotDecoder, rfc5322_date
 
 # Session states (bit masks, so a table entry can allow several).
@@ -269,7 +269,10 @@ class SmtpSession(Session):
             log.warn("smtp %s: relay denied for <%s>", self.peer[0], addr.text())
             return b"554 5.7.1 Relay access denied\r\n"
         text = addr.text()
-        if addr.domain is None:
+        d = addr.domain
+        if d is not None and not addr.literal and not valid_domain(d[:-1] if d.endswith(".") else d):
+            return self._bogus(b"501 5.1.3 Bad recipient address syntax\r\n")
+        if d is None:
             if addr.local.lower() != "postmaster":
                 return self._bogus(b"501 5.1.3 Address needs a domain\r\n")
             text = addr.local + "@" + svc.cfg["domains"][0]  # §4.1.1.3

@@ -32,7 +32,8 @@ def test_path_syntax_errors():
     data = (
         b"EHLO x\r\nMAIL FROM:a@b.example\r\nMAIL FROM:<a@b.example\r\nMAIL FROM:<a@b.example> FOO=1\r\n"
         b"MAIL FROM: <a@b.example>\r\nRCPT TO:<>\r\nRCPT TO:<alice@office.test> NOTIFY=NEVER\r\n"
-        b"RCPT TO:<\xc3\xa9@office.test>\r\nRCPT TO:<nodomain>\r\n"
+        b"RCPT TO:<\xc3\xa9@office.test>\r\nRCPT TO:<nodomain>\r\nRCPT TO:<a@example.net:junk>\r\n"
+        b"RCPT TO:<a@-bad-.example>\r\nRCPT TO:<a@example.net.>\r\n"
     )
     r.check(
         data,
@@ -44,7 +45,9 @@ def test_path_syntax_errors():
         + b"501 5.1.3 Bad recipient address syntax\r\n"
         + b"555 5.5.4 Unsupported RCPT parameter\r\n"
         + b"553 5.6.7 Only ASCII addresses are accepted here\r\n"
-        + b"501 5.1.3 Address needs a domain\r\n",
+        + b"501 5.1.3 Address needs a domain\r\n"
+        + b"501 5.1.3 Bad recipient address syntax\r\n" * 2
+        + RCPT_OK,  # a trailing dot (absolute domain) from the LAN is fine
         pieces=(1, 4, 9, len(data)),
     )
 

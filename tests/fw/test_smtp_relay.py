@@ -41,7 +41,6 @@ RELAY_TRICKS = [
     b"<friend@office.test.example.net>",  # local domain as a prefix
     b"<friend@sub.office.test>",  # subdomain of the local domain
     b"<friend\\@example.net@office.test>",  # escaped @ outside quotes
-    b"<friend@example.net:office.test>",  # junk after the domain
     b"< friend@example.net >",  # spaces inside the brackets
     b'<"friend!example.net"@office.test>',  # quoted bang path
 ]
@@ -55,7 +54,7 @@ def test_relay_tricks_refused_from_outside_accepted_from_lan_and_after_auth():
         assert out.endswith(RELAY), (trick, out)
         out = fwtest.drive(smtpfakes.service().session(LAN), cmd, 3)
         assert not out.endswith(RELAY), (trick, out)
-        assert out.split(b"\r\n")[-2][:3] in (b"250", b"550"), (trick, out)
+        assert out.split(b"\r\n")[-2][:3] in (b"250", b"550"), (trick, out)  # 550: no catch-all here
         svc = smtpfakes.service({"smtp.auth_plaintext": "always"})
         login = b"EHLO x\r\nAUTH PLAIN " + auth.b64encode(b"\x00alice\x00wonderland") + b"\r\n"
         out = fwtest.drive(svc.session(OUTSIDE), login + cmd[8:], 3)
