@@ -16,6 +16,8 @@ from .link import make_link
 from .net import Net
 from .pop3_service import Pop3Service
 from .proto import Session
+from .queue_console import add_commands as add_queue_commands
+from .relay import Relay
 from .smtp_server import SmtpService
 from .spool import Spool
 from .users import UserStore
@@ -64,6 +66,8 @@ class Gateway:
         self.started = compat.ticks_ms()
         self.link = make_link(cfg)  # link.py: up()/down()/is_up()/describe(); no I/O until up()
         add_link_commands(self.commands)
+        self.relay = Relay(self)  # outbound queue runner (docs/queue.md); runs while the link is up
+        add_queue_commands(self.commands)
         self.stopping = None
         self.tasks = []
 
@@ -107,6 +111,7 @@ class Gateway:
             await self._listen("console", h, p, lambda peer: ConsoleSession(peer, self, self.commands))
         if cfg["console.stdin"]:
             self.tasks.append(asyncio.create_task(self._stdin_console()))
+        self.tasks.append(asyncio.create_task(self.relay.run()))
         for line in self.net.listening:
             log.info("listening: %s", line)
 
