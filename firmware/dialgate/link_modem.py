@@ -115,6 +115,7 @@ class ModemLink(Link):
             await self._disconnecting()
             if hang_up and self.dialer is not None:
                 await self.dialer.hangup()
+                self._count()  # the final counts arrive with the hang-up
         finally:
             self.port = None
             self.dialer = None

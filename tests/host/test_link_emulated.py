@@ -175,6 +175,7 @@ def test_ip_reachability_only_while_up_in_both_directions(emu_factory):
         assert lk.describe().startswith("up 1000000 bps")
         await lk.down()
         assert not lk.is_up() and lk.describe() == "down (emulated)"
+        assert (lk.bytes_out, lk.bytes_in) == (20700, 8000)  # kept for the session's report
         assert "STATUS command" in emu.status()
         for p in (fwd, rev):
             with pytest.raises(OSError):
