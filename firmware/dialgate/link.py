@@ -172,7 +172,7 @@ def cmd_dial(gw, args):
     if dial is not None:  # the scheduler runs a whole session (dial, flush, fetch, hang up)
         dial("operator")
         return ["session requested: dialling"]
-    gw.tasks.append(asyncio.create_task(link.up()))
+    _spawn(gw, link.up())
     return ["dialling (%s link); `status` shows the outcome" % link.kind]
 
 
@@ -186,8 +186,14 @@ def cmd_hangup(gw, args):
         raise CommandError("an always-on link cannot hang up")
     if link.state == "down":
         return ["link already down"]
-    gw.tasks.append(asyncio.create_task(link.down()))
+    _spawn(gw, link.down())
     return ["hanging up"]
+
+
+def _spawn(gw, coro):
+    """Run a console action in the background; the gateway cancels it on stop."""
+    gw.tasks = [t for t in gw.tasks if not t.done()]
+    gw.tasks.append(asyncio.create_task(coro))
 
 
 def add_commands(commands):
