@@ -470,14 +470,14 @@ else:
         """Server side of STARTTLS: TLS over the same transport, read through a fresh
         StreamReader so bytes the client sent before the handshake, already in the
         old reader's buffer, are dropped (RFC 3207 §4.2)."""
-        loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()  # type: ignore  # CPython only (board stubs lack it)
         w = stream._w
         await w.drain()
-        reader = asyncio.StreamReader()
-        protocol = asyncio.StreamReaderProtocol(reader)
+        reader = asyncio.StreamReader()  # type: ignore
+        protocol = asyncio.StreamReaderProtocol(reader)  # type: ignore
         transport = await loop.start_tls(w.transport, protocol, ctx, server_side=True)
         protocol.connection_made(transport)
-        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)  # type: ignore
         return _CPythonStream(reader, writer)
 
 
