@@ -185,6 +185,25 @@ def test_pipelined_batches(gw):
         r.close()
 
 
+def test_starttls_drops_plaintext_pipelined_behind_it(gw):
+    # RFC 3207 §4.2 / the STARTTLS command injection attack: commands sent in
+    # clear text right behind STARTTLS must not run, before or after TLS.
+    r = Raw(gw.smtp_port, OUTSIDE)
+    try:
+        assert r.cmd(b"EHLO outside.example").startswith(b"250")
+        # the last line is left unfinished: it must not prefix the first line sent over TLS
+        r.sock.sendall(b"STARTTLS\r\nEHLO injected\r\nMAIL FROM:<injected@example.net>")
+        assert r.reply().startswith(b"220 2.0.0")
+        r.sock = client_tls().wrap_socket(r.sock)  # fails if a plaintext 250 came first
+        r.f = r.sock.makefile("rb")
+        assert r.cmd(b"NOOP") == b"250 2.0.0 Ok\r\n"  # not "MAIL FROM:<injected...>NOOP"
+        assert r.cmd(b"MAIL FROM:<a@example.net>") == b"503 5.5.1 Send HELO or EHLO first\r\n"  # state forgotten
+        ehlo = r.cmd(b"EHLO outside.example")
+        assert b"STARTTLS" not in ehlo and b"AUTH PLAIN LOGIN" in ehlo
+    finally:
+        r.close()
+
+
 def test_relay_battery_from_outside_refused_lan_and_auth_accepted(gw):
     assert len(RELAY_TRICKS) >= 15
     for source, auth in ((OUTSIDE, False), ("127.0.0.1", False), (OUTSIDE, True)):
