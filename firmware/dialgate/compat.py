@@ -136,6 +136,24 @@ def listdir(path):
     return os.listdir(path)
 
 
+def files_in(path):
+    """Iterate (name, size) over the files (not directories) in `path`, one at a time.
+
+    MicroPython: os.ilistdir, no list of every name; size is -1 where the VFS
+    does not give it (littlefs and FAT do). CPython: os.scandir, size -1.
+    """
+    il = getattr(os, "ilistdir", None)
+    if il is not None:
+        for e in il(path):
+            if e[1] != 0x4000:
+                yield e[0], (e[3] if len(e) > 3 else -1)
+        return
+    with os.scandir(path) as it:  # type: ignore
+        for e in it:
+            if not e.is_dir():
+                yield e.name, -1
+
+
 def file_size(path):
     return os.stat(path)[6]
 

@@ -6,6 +6,7 @@ An entry `mail/USER/ID` is the body itself (hard link or sole copy); an entry
 """
 
 import os
+from array import array
 
 from . import compat
 
@@ -69,10 +70,14 @@ class Maildrops:
 
     def count(self, user):
         """Messages waiting in `user`'s maildrop (a directory listing; no lock)."""
+        n = 0
         try:
-            return len([n for n in os.listdir(self.spool.mail_dir(user)) if n[0] != "."])
+            for name, _size in compat.files_in(self.spool.mail_dir(user)):
+                if name[0] != ".":
+                    n += 1
         except OSError:
-            return 0
+            pass
+        return n
 
     def remove_all(self, user):
         """Delete a maildrop with everything in it (user deleted). Raises Locked if in use."""
@@ -98,41 +103,26 @@ class Maildrop:
         self.drops = drops
         self.user = user
         self.dir = drops.spool.mail_dir(user)
-        try:
-            names = [n for n in os.listdir(self.dir) if n[0] != "."]
-        except OSError:
-            names = []
-        names.sort()
-        body = drops.spool.path("body") + "/"
-        keep = []
-        msgs = []
-        for n in names:
-            if n.endswith(_REF):
-                uid = n[: -len(_REF)]
-                path = body + uid
-            else:
-                uid = n
-                path = self.dir + "/" + n
-            try:
-                size = compat.file_size(path)
-            except OSError:  # a stub whose body is gone: cannot happen by design; never show it
-                continue
-            keep.append(n)
-            msgs.append((uid, size))
-        self._names = keep
-        self._msgs = msgs
+        self._msgs = _snapshot(self.dir, drops.spool.path("body") + "/")
         self._open = True
 
     def messages(self):
-        """List of (uid, size) oldest first; sizes in octets; no body is opened."""
+        """Sequence of (uid, size), oldest first; sizes in octets; no body is opened.
+
+        A MessageList (len, [i], iteration), not a list: ~40 octets a message
+        on a board instead of ~100 for a list of tuples.
+        """
         return self._msgs
+
+    def _name(self, index):
+        uid = self._msgs.uid(index)
+        return uid + _REF if self._msgs.stub[index] else uid
 
     def open_body(self, index):
         """The message body opened 'rb' (readinto works). The caller closes it."""
-        n = self._names[index]
-        if n.endswith(_REF):
-            return self.drops.spool.open_body(n[: -len(_REF)])
-        return open(self.dir + "/" + n, "rb")
+        if self._msgs.stub[index]:
+            return self.drops.spool.open_body(self._msgs.uid(index))
+        return open(self.dir + "/" + self._msgs.uid(index), "rb")
 
     def expunge(self, indexes):
         """Delete these 0-based messages durably (POP3 UPDATE state only, RFC 1939 §6)."""
@@ -141,7 +131,7 @@ class Maildrop:
         shared = []
         done = 0
         for i in indexes:
-            n = self._names[i]
+            n = self._name(i)
             fl.remove(self.dir + "/" + n)
             done += 1
             if n.endswith(_REF):
@@ -158,3 +148,68 @@ class Maildrop:
         if self._open:
             self._open = False
             self.drops._unlock(self.user)
+
+
+class MessageList:
+    """(uid, size) pairs of a maildrop snapshot in flat arrays (RAM per message: the
+    uid's octets + 9), for POP3 on a board with hundreds of messages waiting.
+    len(), [i] -> (uid, size), iteration; list(ml) for a real list."""
+
+    def __init__(self):
+        self.uids = bytearray()
+        self.ends = array("L")
+        self.sizes = array("L")
+        self.stub = bytearray()
+
+    def append(self, uid, size, stub):
+        self.uids.extend(uid.encode())
+        self.ends.append(len(self.uids))
+        self.sizes.append(size)
+        self.stub.append(stub)
+
+    def __len__(self):
+        return len(self.ends)
+
+    def uid(self, i):
+        return bytes(self.uids[self.ends[i - 1] if i > 0 else 0 : self.ends[i]]).decode()
+
+    def __getitem__(self, i):
+        if i < 0:
+            i += len(self.ends)
+        if not 0 <= i < len(self.ends):
+            raise IndexError("no such message")
+        return (self.uid(i), self.sizes[i])
+
+
+def _snapshot(path, body_dir):
+    """List a maildrop directory into a MessageList sorted by uid (= by age).
+
+    Reads entries one at a time (compat.files_in); littlefs lists them sorted
+    already, so no list of names is built there. A stub whose body is gone
+    (cannot happen by design) is never shown.
+    """
+    out = MessageList()
+    last = ""
+    in_order = True
+    try:
+        for name, size in compat.files_in(path):
+            stub = name.endswith(_REF)
+            uid = name[: -len(_REF)] if stub else name
+            try:
+                if stub:
+                    size = compat.file_size(body_dir + uid)
+                elif size < 0:
+                    size = compat.file_size(path + "/" + name)
+            except OSError:
+                continue
+            in_order = in_order and uid > last
+            last = uid
+            out.append(uid, size, stub)
+    except OSError:  # no maildrop directory yet: empty
+        return MessageList()
+    if in_order:
+        return out
+    srt = MessageList()
+    for i in sorted(range(len(out)), key=out.uid):
+        srt.append(out.uid(i), out.sizes[i], out.stub[i])
+    return srt

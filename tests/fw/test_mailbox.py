@@ -27,7 +27,7 @@ def test_sizes_are_octets_and_listing_is_a_snapshot():
         a = _put(sp, ["alice"], b"a\r\n")
         b = _put(sp, ["alice", "bob"], b"bb\r\nbb\r\n")
         md = sp.maildrops.open("alice")
-        assert md.messages() == [(a, 3), (b, 8)]
+        assert list(md.messages()) == [(a, 3), (b, 8)]
         _put(sp, ["alice"])  # arrives during the session: not in this snapshot (RFC 1939 §8)
         assert len(md.messages()) == 2
         md.close()
@@ -49,7 +49,7 @@ def test_lock_is_exclusive_and_released_by_close():
         except Locked:
             pass
         other = sp.maildrops.open("bob")  # other maildrops are independent; empty is fine
-        assert other.messages() == []
+        assert list(other.messages()) == []
         other.close()
         md.close()
         md.close()  # idempotent

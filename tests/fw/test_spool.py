@@ -59,7 +59,7 @@ def test_single_local_message_is_renamed_into_the_maildrop():
         body = b"Subject: hi\r\n\r\nhello\r\n"
         mid = put(sp, body, [local("alice")])
         md = sp.maildrops.open("alice")
-        assert md.messages() == [(mid, len(body))]
+        assert list(md.messages()) == [(mid, len(body))]
         assert read(md.open_body(0)) == body
         md.close()
         assert listing(sp, "tmp") == [] and listing(sp, "body") == [] and listing(sp, "new") == []
@@ -75,7 +75,7 @@ def test_fan_out_shares_one_body_and_frees_it_with_the_last_reader():
             mid = put(sp, body, [local("alice", "bob"), local("carol"), local("bob")])
             for u in ("alice", "bob", "carol"):
                 md = sp.maildrops.open(u)
-                assert md.messages() == [(mid, len(body))], (links, u)
+                assert list(md.messages()) == [(mid, len(body))], (links, u)
                 assert read(md.open_body(0)) == body
                 md.close()
             assert listing(sp, "new") == []
@@ -257,7 +257,7 @@ def test_full_mid_write_aborts_only_that_message():
         assert w.size <= 5000
         assert listing(sp, "tmp") == []
         md = sp.maildrops.open("alice")
-        assert md.messages() == [(kept, 9)]
+        assert list(md.messages()) == [(kept, 9)]
         md.close()
     finally:
         fwtest.rmtree(sp.root)
