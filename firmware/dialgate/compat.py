@@ -423,25 +423,30 @@ def tls_server_context(cert, key):
         return None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     if MICROPYTHON:  # mbedTLS here takes DER bytes, not PEM file names
-        ctx.load_cert_chain(_der(cert), _der(key))
+        ctx.load_cert_chain(_der(cert, b"CERTIFICATE"), _der(key, b"PRIVATE KEY"))
     else:
         ctx.load_cert_chain(cert, key)
     return ctx
 
 
-def _der(path):
-    """The first PEM block of the file at `path` as DER bytes (DER files pass unchanged)."""
+def _der(path, kind):
+    """The first PEM block of `kind` (b"CERTIFICATE", b"PRIVATE KEY") in the file at
+    `path` as DER bytes; a file without PEM armour is taken as DER already."""
     with open(path, "rb") as f:
         data = f.read()
-    i = data.find(b"-----BEGIN")
-    if i < 0:
+    if data.find(b"-----BEGIN") < 0:
         return data
-    body = []
-    for line in data[i:].split(b"\n")[1:]:
-        if line.startswith(b"-----END"):
-            break
-        body.append(line.strip())
-    return binascii.a2b_base64(b"".join(body))
+    body = None
+    for line in data.split(b"\n"):
+        line = line.strip()
+        if body is None:
+            if line.startswith(b"-----BEGIN") and kind in line:
+                body = []
+        elif line.startswith(b"-----END"):
+            return binascii.a2b_base64(b"".join(body))
+        else:
+            body.append(line)
+    raise ValueError("%s: no PEM %s block" % (path, kind.decode()))
 
 
 if MICROPYTHON:
