@@ -151,32 +151,41 @@ class Maildrop:
 
 
 class MessageList:
-    """(uid, size) pairs of a maildrop snapshot in flat arrays (RAM per message: the
-    uid's octets + 9), for POP3 on a board with hundreds of messages waiting.
-    len(), [i] -> (uid, size), iteration; list(ml) for a real list."""
+    """(uid, size) pairs of a maildrop snapshot in flat preallocated arrays (RAM per
+    message: the uid's octets + 9; no growth, so no heap fragmentation), for POP3
+    on a board with hundreds of messages waiting. len(), [i] -> (uid, size), iteration."""
 
-    def __init__(self):
-        self.uids = bytearray()
-        self.ends = array("L")
-        self.sizes = array("L")
-        self.stub = bytearray()
+    def __init__(self, count, octets):
+        self.n = 0
+        self.uids = bytearray(octets)
+        self.ends = array("L", range(count))
+        self.sizes = array("L", range(count))
+        self.stub = bytearray(count)
 
-    def append(self, uid, size, stub):
-        self.uids.extend(uid.encode())
-        self.ends.append(len(self.uids))
-        self.sizes.append(size)
-        self.stub.append(stub)
+    def add(self, uid, size, stub):
+        """Append one message; False when the snapshot is full (mail that arrived while listing)."""
+        i = self.n
+        a = self.ends[i - 1] if i > 0 else 0
+        b = a + len(uid)
+        if i >= len(self.ends) or b > len(self.uids):
+            return False
+        self.uids[a:b] = uid.encode()
+        self.ends[i] = b
+        self.sizes[i] = size
+        self.stub[i] = 1 if stub else 0
+        self.n = i + 1
+        return True
 
     def __len__(self):
-        return len(self.ends)
+        return self.n
 
     def uid(self, i):
         return bytes(self.uids[self.ends[i - 1] if i > 0 else 0 : self.ends[i]]).decode()
 
     def __getitem__(self, i):
         if i < 0:
-            i += len(self.ends)
-        if not 0 <= i < len(self.ends):
+            i += self.n
+        if not 0 <= i < self.n:
             raise IndexError("no such message")
         return (self.uid(i), self.sizes[i])
 
@@ -184,32 +193,38 @@ class MessageList:
 def _snapshot(path, body_dir):
     """List a maildrop directory into a MessageList sorted by uid (= by age).
 
-    Reads entries one at a time (compat.files_in); littlefs lists them sorted
-    already, so no list of names is built there. A stub whose body is gone
+    Two passes over compat.files_in (entry by entry, no list of names): one to
+    size the arrays, one to fill them. littlefs lists names sorted, with their
+    sizes, so a board neither sorts nor stats. A stub whose body is gone
     (cannot happen by design) is never shown.
     """
-    out = MessageList()
+    count = octets = 0
+    try:
+        for name, _size in compat.files_in(path):
+            count += 1
+            octets += len(name)
+    except OSError:  # no maildrop directory yet: empty
+        return MessageList(0, 0)
+    out = MessageList(count, octets)
     last = ""
     in_order = True
-    try:
-        for name, size in compat.files_in(path):
-            stub = name.endswith(_REF)
-            uid = name[: -len(_REF)] if stub else name
-            try:
-                if stub:
-                    size = compat.file_size(body_dir + uid)
-                elif size < 0:
-                    size = compat.file_size(path + "/" + name)
-            except OSError:
-                continue
-            in_order = in_order and uid > last
-            last = uid
-            out.append(uid, size, stub)
-    except OSError:  # no maildrop directory yet: empty
-        return MessageList()
+    for name, size in compat.files_in(path):
+        stub = name.endswith(_REF)
+        uid = name[: -len(_REF)] if stub else name
+        try:
+            if stub:
+                size = compat.file_size(body_dir + uid)
+            elif size < 0:
+                size = compat.file_size(path + "/" + name)
+        except OSError:
+            continue
+        if not out.add(uid, size, stub):
+            break
+        in_order = in_order and uid > last
+        last = uid
     if in_order:
         return out
-    srt = MessageList()
-    for i in sorted(range(len(out)), key=out.uid):
-        srt.append(out.uid(i), out.sizes[i], out.stub[i])
+    srt = MessageList(out.n, out.ends[out.n - 1])
+    for i in sorted(range(out.n), key=out.uid):
+        srt.add(out.uid(i), out.sizes[i], out.stub[i])
     return srt

@@ -72,7 +72,11 @@ class OutboundQueue:
         """Re-read every record's next attempt time (boot). Returns the number of records."""
         self._next = {}
         d = self.spool.path("queue")
-        for name in os.listdir(d):
+        try:
+            names = os.listdir(d)
+        except OSError:  # no spool on flash yet (recover() makes it)
+            return 0
+        for name in names:
             try:
                 self._next[name] = read_record(d + "/" + name).get("next", 0)
             except (OSError, ValueError):

@@ -108,7 +108,6 @@ class Spool:
 
     def __init__(self, root, reserve=65536, links=None):
         from .mailbox import Maildrops
-        from .outq import OutboundQueue  # (outq imports this module)
 
         self.root = root.rstrip("/") or "/"
         self.reserve = reserve
@@ -118,7 +117,17 @@ class Spool:
         self._seq = 0
         self._deferred = False
         self.maildrops = Maildrops(self)
-        self.queue = OutboundQueue(self)
+        self._queue = None
+
+    @property
+    def queue(self):
+        """The OutboundQueue, imported on first use (a maildrop-only spool never loads it)."""
+        if self._queue is None:
+            from .outq import OutboundQueue  # (outq imports this module)
+
+            self._queue = OutboundQueue(self)
+            self._queue.rebuild()
+        return self._queue
 
     # ---- paths ----
 
@@ -158,7 +167,11 @@ class Spool:
             if not self._body_held(name):
                 self.flash.remove(self.path("body", name))
                 counts["orphans"] += 1
-        counts["queue"] = self.queue.rebuild()
+        q = self._queue
+        if q is not None:
+            counts["queue"] = q.rebuild()
+        else:
+            counts["queue"] = len(os.listdir(self.path("queue")))  # indexed when first used
         if counts["tmp"] or counts["fanout"] or counts["orphans"]:
             log.warn("spool recovery: %s", json.dumps(counts))
         return counts

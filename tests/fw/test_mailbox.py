@@ -153,3 +153,25 @@ def test_remove_all_frees_shared_bodies():
         assert os.listdir(sp.path("body")) == []
     finally:
         fwtest.rmtree(sp.root)
+
+
+def test_snapshot_ram_per_message():
+    """What a POP3 session holds per waiting message (printed; MicroPython heap only)."""
+    sp = _spool()
+    try:
+        n = 300
+        for _ in range(n):
+            _put(sp, ["alice"], b"x\r\n")
+        compat.gc_collect()
+        before = compat.mem_alloc()
+        md = sp.maildrops.open("alice")
+        compat.gc_collect()
+        held = compat.mem_alloc() - before
+        assert len(md.messages()) == n and md.messages()[n - 1][1] == 3
+        md.expunge(range(n))  # (so rmtree lists an empty directory: 300 names fragment a 128K heap)
+        md.close()
+        if compat.mem_free() >= 0:
+            print("# maildrop snapshot of %d messages: %d B of heap (%d B a message)" % (n, held, held // n))
+            assert held // n < 60
+    finally:
+        fwtest.rmtree(sp.root)
