@@ -24,11 +24,15 @@ def status_of(reply, default):
 
 
 def _clean(text):
-    """One header-safe line: no CR/LF/control characters, at most 400 characters."""
-    out = []
-    for ch in text[:400]:
-        out.append(ch if " " <= ch <= "~" else " ")
-    return "".join(out)
+    """One header-safe line: no CR/LF/control characters, at most 400 characters.
+    Copies only when something must change (RAM: replies are usually clean)."""
+    text = text[:400]
+    for ch in text:
+        if not " " <= ch <= "~":
+            break
+    else:
+        return text
+    return "".join([ch if " " <= ch <= "~" else " " for ch in text])
 
 
 class Notice:

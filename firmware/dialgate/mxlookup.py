@@ -1,6 +1,6 @@
 """DNS MX lookups for boards (sans-IO): build one query, parse its answer (RFC 1035 §4).
 
-compat.resolve_mx sends the query over UDP to `relay.resolver` on MicroPython;
+compat_relay.resolve_mx sends the query over UDP to `relay.resolver` on MicroPython;
 CPython uses dnspython instead.
 """
 

@@ -230,7 +230,7 @@ class Relay:
                 h, _, p = cfg["relay.smarthost"].rpartition(":")
                 addr = (h, int(p))
             return [(addr[0], addr[1], name or addr[0])]
-        hosts = compat.resolve_mx(domain, cfg["relay.resolver"])
+        hosts = self.resolve_mx(domain)
         if not hosts:
             raise OSError("no mail exchanger for %s" % domain)
         return [(h, 25, h) for h in hosts[:5]]
@@ -274,6 +274,12 @@ class Relay:
         return SmtpClient(src, (cfg["relay.helo"] or cfg["hostname"]).encode(), cfg["relay.tls"],
                           user, cfg["relay.password"], cfg["relay.pipelining"], None, self._rbuf())
 
+    def resolve_mx(self, domain):
+        """MX hosts of `domain`, best first (compat_relay; dnspython or one UDP query)."""
+        from .compat_relay import resolve_mx
+
+        return resolve_mx(domain, self.cfg["relay.resolver"])
+
     def _rbuf(self):
         if self.rbuf is None:
             self.rbuf = bytearray(self.cfg["board.buffer"])
@@ -281,7 +287,9 @@ class Relay:
 
     def tls_context(self):
         if self.ctx is None:
-            self.ctx = compat.tls_client_context(self.cfg["relay.ca_file"], self.cfg["relay.tls_verify"])
+            from .compat_relay import tls_client_context
+
+            self.ctx = tls_client_context(self.cfg["relay.ca_file"], self.cfg["relay.tls_verify"])
         return self.ctx
 
     async def converse(self, host, port, name, client):

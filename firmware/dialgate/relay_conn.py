@@ -4,13 +4,22 @@ Imported by relay.py on the first connection only."""
 
 import asyncio
 
-from . import compat
+from . import compat, compat_relay
 from .proto import Framer
 
 
 async def converse(relay, host, port, name, client):
-    """Drive `client` over one TCP (or TLS) connection with an idle deadline."""
-    task = asyncio.create_task(_converse(relay, host, port, name, client))
+    """Drive `client` over one TCP (or TLS) connection with an idle deadline
+    (`relay.timeout`). Raises what the connection raised (OSError, ValueError)."""
+    err = []
+
+    async def run():
+        try:
+            await _converse(relay, host, port, name, client)
+        except Exception as e:  # handed to the caller below, not to the loop's handler
+            err.append(e)
+
+    task = asyncio.create_task(run())
     limit = relay.cfg["relay.timeout"] * 1000
     relay.last_io = compat.ticks_ms()
     while not task.done():
@@ -24,13 +33,15 @@ async def converse(relay, host, port, name, client):
     except asyncio.CancelledError:
         if not client.failed:
             raise
+    if err:
+        raise err[0]
 
 
 async def _converse(relay, host, port, name, client):
     tls = relay.cfg["relay.tls"]
     ctx = None if tls == "none" else relay.tls_context()
     if tls == "implicit":
-        stream = await compat.open_tls_connection(host, port, ctx, name)
+        stream = await compat_relay.open_tls_connection(host, port, ctx, name)
     else:
         stream = await compat.open_connection(host, port)
     size = relay.cfg["board.buffer"]
@@ -67,7 +78,7 @@ async def _converse(relay, host, port, name, client):
                     client.failed = (0, b"data after STARTTLS reply")
                     break
                 await stream.drain()
-                stream = await compat.start_tls(stream, ctx, name)
+                stream = await compat_relay.start_tls(stream, ctx, name)
                 write(client.tls_started())
             await stream.drain()
     finally:

@@ -5,8 +5,6 @@ bounces and delay warnings into the sender's maildrop, console commands."""
 
 from relayfake import done, maildrop, new_gw, queue, run
 
-from dialgate import compat
-
 
 def test_size_limit_bounces_without_sending():
     gw = new_gw("rl7")
@@ -25,8 +23,7 @@ def test_size_limit_bounces_without_sending():
 
 def test_mx_route_one_connection_per_domain():
     gw = new_gw("rl9", {"relay.route": "mx", "relay.tls": "opportunistic", "relay.user": ""})
-    saved = compat.resolve_mx
-    compat.resolve_mx = lambda d, ns="": ["mx1." + d, "mx2." + d]
+    gw.relay.resolve_mx = lambda d: ["mx1." + d, "mx2." + d]
     try:
         queue(gw, ["bob@example.com", "carol@example.net"])
         queue(gw, ["dave@example.com"])
@@ -38,5 +35,4 @@ def test_mx_route_one_connection_per_domain():
         assert len(gw.servers[0].messages) == 2 and len(gw.servers[1].messages) == 1
         assert gw.outq.ids() == []
     finally:
-        compat.resolve_mx = saved
         done(gw)

@@ -217,3 +217,39 @@ def test_port_25_opportunistic_tls_without_auth(isp, tmp_path):
     assert gw.outq.ids() == [] and gw.relay.state.delivered == 1
     assert gw.relay.round_trips == 5  # EHLO, STARTTLS, EHLO, MAIL+RCPT+DATA, body+QUIT
     isp.wait_delivered(before + 1)
+
+
+@pytest.fixture(scope="module")
+def upy_tree(tmp_path_factory):
+    """The firmware compiled to .mpy, as a board runs it."""
+    from host_tools.upy_test import build_tree
+
+    tree = tmp_path_factory.mktemp("upy")
+    build_tree(tree / "t", True)
+    return tree / "t"
+
+
+@pytest.mark.parametrize("tls", ["starttls", "implicit"])
+def test_micropython_relays_through_postfix(isp, tmp_path, tls, upy_tree):
+    """The board's path: STARTTLS by hand / implicit TLS over MicroPython asyncio,
+    certificate verified with the CA converted to DER, AUTH, pipelining.
+    Needs 136K of heap at least (measured); run at 160K."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    upy = Path(sys.executable).parent / "micropython"
+    if not upy.exists():
+        pytest.skip("no micropython in the venv (make venv)")
+    tree = upy_tree
+    before = len(isp.delivered("bob@example.com"))
+    port = isp.ports["submission" if tls == "starttls" else "smtps"]
+    script = Path(__file__).with_name("upy_relay.py")
+    r = subprocess.run([str(upy), "-X", "heapsize=160K", str(script), str(tmp_path / "spool"), str(port),
+                        isp.ca_file, "5", tls, str(tree)], capture_output=True, text=True, timeout=120)
+    out = r.stdout + r.stderr
+    print(out)
+    assert r.returncode == 0, out
+    assert "RESULT 5 delivered, 0 deferred, 0 bounced" in out
+    assert "QUEUED 0" in out
+    isp.wait_delivered(before + 5)

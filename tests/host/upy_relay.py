@@ -1,0 +1,56 @@
+"""MicroPython side of test_relay_postfix.py: queue N messages in a spool and relay
+them with the firmware's own queue runner (compiled .mpy tree in argv[6]).
+
+    micropython -X heapsize=160K upy_relay.py SPOOL PORT CA_FILE N TLS TREE
+"""
+
+import sys
+
+sys.path.insert(0, sys.argv[6])
+import asyncio
+
+from dialgate import config
+from dialgate.delivery import Route, Router
+from dialgate.relay import Relay
+from dialgate.spool import Spool
+
+root, port, ca, n, tls = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+
+class Users:
+    def expand(self, name):
+        return ["alice"] if name in ("alice", "alice@office.test") else []
+
+class Link:
+    smtp_addr = None
+    def is_up(self):
+        return True
+
+class Gw:
+    pass
+
+gw = Gw()
+gw.cfg = config.build({"board.name": "host", "hostname": "gw.office.test", "domains": ["office.test"],
+    "spool.path": root, "spool.reserve": 0, "relay.smarthost": "127.0.0.1:" + str(port), "relay.tls": tls,
+    "relay.ca_file": ca, "relay.tls_name": "isp.test", "relay.user": "gw", "relay.password": "secret"})
+gw.spool = Spool(root, 0)
+gw.spool.recover()
+gw.outq = gw.spool.queue
+gw.maildrops = gw.spool.maildrops
+gw.router = Router(gw.cfg, Users())
+gw.link = Link()
+gw.relay = Relay(gw)
+for i in range(n):
+    w = gw.spool.writer()
+    w.write(b"From: alice@office.test\r\nTo: bob@example.com\r\nSubject: upy %d\r\nMessage-ID: <upy%d@office.test>\r\n\r\n" % (i, i))
+    for k in range(40):
+        w.write(b".line %d of a message sent from MicroPython over TLS\r\n" % k)
+    w.commit("alice@office.test", [Route("remote", "bob@example.com", [])])
+import gc  # noqa: E402
+
+gc.collect()
+print("free before", gc.mem_free())
+asyncio.run(gw.relay.run_once())
+gc.collect()
+print("free after", gc.mem_free())
+print("RESULT", gw.relay.last_run)
+print("QUEUED", len(gw.outq.ids()))
