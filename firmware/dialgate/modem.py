@@ -16,6 +16,7 @@ NO_ANSWER = "no-answer"
 ERROR = "error"
 SILENT = "silent"  # no final result before the deadline
 NO_MODEM = "no-modem"  # no OK to AT, not even after a reset
+STOPPED = "stopped"  # the operator hung up while we dialled
 
 # Outcomes worth dialling again after a backoff (the line or the far end was busy).
 REDIAL = (BUSY, NO_CARRIER, NO_ANSWER, NO_DIALTONE, SILENT)
@@ -252,6 +253,10 @@ class Call:
         if self.phase == _DIAL:
             return self._finish(SILENT, "no result to %s within %d s" % (self.dial, self.connect_ms // 1000))
         return None
+
+    def abort(self, outcome, detail):
+        """End the attempt from outside (the driver gave up on it)."""
+        return self._finish(outcome, detail)
 
     def reset_done(self):
         """The driver toggled DTR; send ATZ (then AT again)."""

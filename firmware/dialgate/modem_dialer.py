@@ -52,7 +52,7 @@ class Dialer:
                 continue
             if self.stopping:
                 port.write(b"\r")  # V.250 §6.3.1: any character aborts a dial
-                call._finish(modem.NO_CARRIER, "stopped by the operator")
+                call.abort(modem.STOPPED, "stopped by the operator")
                 return call
             n = port.read_into(self.buf)
             if n:

@@ -211,3 +211,20 @@ def test_call_walk_heap():
     kept = compat.mem_alloc() - before
     print("heap: one modem.Call after a full dial: %d bytes" % kept)
     assert c.outcome == modem.CONNECTED and kept < 1024
+
+
+def test_operator_stop_aborts_a_dial_in_progress():
+    port = FakeModem([None])  # the modem never answers the dial
+    st = settings()
+    st.connect_ms = 60000
+
+    async def go():
+        d = Dialer(port, st)
+        t = asyncio.create_task(d.connect())
+        await asyncio.sleep(0.3)
+        d.stop()
+        call = await t
+        assert call.outcome == modem.STOPPED and d.attempts == 1
+        assert port.sent[-1] == ""  # a bare CR: any character aborts the dial
+
+    asyncio.run(go())
