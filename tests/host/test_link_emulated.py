@@ -334,3 +334,9 @@ def test_console_dial_under_micropython(tmp_path, emu_factory):
         assert "STATUS command" in emu.status()
     finally:
         gw.stop()
+
+
+def test_dial_through_a_ringing_line(emu_factory):
+    emu = emu_factory(["answer"], scale=0.001, extra=["--ring-every", "20"])  # RING every 20 ms
+    got, lk = dial(emu)
+    assert got == link.UP  # RINGs between the commands are ignored

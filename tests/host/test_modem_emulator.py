@@ -154,3 +154,18 @@ def test_bad_arguments_exit_2():
     r = subprocess.run([sys.executable, "-m", "host_tools.modem_emulator", "--scenario", "nonsense"],
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 2 and "unknown part" in r.stderr
+
+
+def test_unsolicited_ring_and_ri_line():
+    e = ModemEmulator(["answer"], scale=0.01, extra=["--ring-every", "20"])  # every 0.2 s
+    try:
+        ctl = socket.create_connection(("127.0.0.1", e.control))
+        t = Term(e)
+        assert t.read(b"RING\r\n") == b"\r\nRING\r\n"
+        ctl.settimeout(2)
+        lines = b""
+        while b"RI 1" not in lines:
+            lines += ctl.recv(4096)
+        ctl.close()
+    finally:
+        e.stop()
