@@ -118,6 +118,7 @@ class SmtpSession(Session):
             return b""
         if self.sasl is not None:
             self.sasl = None
+            self.max_line = limits.SMTP_COMMAND_LINE
             return b"500 5.5.6 Authentication exchange line is too long\r\n"  # RFC 4954 §4
         return self._bogus(b"500 5.5.2 Line too long\r\n")  # RFC 5321 §4.5.3.1.4
 
@@ -410,19 +411,25 @@ class SmtpSession(Session):
         mech = mech.upper()
         if mech == b"PLAIN":
             if not initial:
-                self.sasl = "plain"
+                self._expect("plain")
                 return b"334 \r\n"
             return self._plain(b"" if initial == b"=" else initial)  # RFC 4954 §4: "=" is empty
         if mech == b"LOGIN":
             if not initial:
-                self.sasl = "user"
+                self._expect("user")
                 return b"334 " + auth.LOGIN_USER + b"\r\n"
             return self._login_user(initial)
         return self._bogus(b"504 5.5.4 Unrecognized authentication type\r\n")
 
+    def _expect(self, step):
+        """The next line is a SASL response (RFC 4954 §4), not a command."""
+        self.sasl = step
+        self.max_line = limits.SMTP_AUTH_LINE
+
     def _sasl_line(self, line):
         step = self.sasl
         self.sasl = None
+        self.max_line = limits.SMTP_COMMAND_LINE
         if line == auth.CANCEL:
             return b"501 5.0.0 Authentication cancelled\r\n"
         if step == "plain":
@@ -445,7 +452,7 @@ class SmtpSession(Session):
         if not name:
             return self._bogus(b"501 5.5.2 Cannot decode response\r\n")
         self.sasl_name = name
-        self.sasl = "pass"
+        self._expect("pass")
         return b"334 " + auth.LOGIN_PASS + b"\r\n"
 
     def _verify(self, name, password):

@@ -1,7 +1,7 @@
 """SMTP AUTH PLAIN/LOGIN, failed-login throttling, STARTTLS state handling."""
 
 import smtpfakes
-from smtpfakes import GO, LAN, OUTSIDE, RCPT_OK, SENDER_OK, G, Run, ehlo_reply
+from smtpfakes import GO, LAN, OK, OUTSIDE, RCPT_OK, SENDER_OK, G, Run, ehlo_reply
 
 import fwtest
 from dialgate import auth
@@ -103,3 +103,13 @@ def test_starttls_discards_early_input_and_forgets_state():
     assert b" with ESMTPSA\r\n\tfor <x@example.net>;" in r.svc.spool.committed[0][3]
     r = Run(LAN)
     r.check(b"EHLO x\r\nSTARTTLS\r\n", G + ehlo_reply(LAN) + b"502 5.5.1 STARTTLS not offered\r\n")
+
+
+def test_overlong_sasl_response_ends_the_exchange():
+    r = Run(LAN)
+    r.check(
+        b"EHLO x\r\nAUTH PLAIN\r\n" + b"A" * 600 + b"\r\nNOOP\r\n",
+        G + ehlo_reply(LAN) + b"334 \r\n" + b"500 5.5.6 Authentication exchange line is too long\r\n" + OK,
+        pieces=(1, 3, 512, 700),
+    )
+    assert r.s.sasl is None and r.s.user is None
