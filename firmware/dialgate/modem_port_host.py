@@ -138,7 +138,11 @@ class EmuPort(SerialPort):
         host, port, ctl = _emu_where(where)
         SerialPort.__init__(self, "socket://%s:%d" % (host, port), baud)
         self.has_dtr = True
-        self.em = EmuLines(host, ctl)
+        try:
+            self.em = EmuLines(host, ctl)
+        except OSError:
+            SerialPort.close(self)
+            raise
 
     @property
     def bytes_up(self):
@@ -168,7 +172,11 @@ class EmuSocketPort(EmuPort):
         self.sock = _connect(host, port)
         self.sock.setblocking(False)
         self.has_dtr = True
-        self.em = EmuLines(host, ctl)
+        try:
+            self.em = EmuLines(host, ctl)
+        except OSError:
+            self.sock.close()
+            raise
 
     def read_into(self, buf):
         data = _recv(self.sock, len(buf))

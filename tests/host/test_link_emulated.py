@@ -340,3 +340,10 @@ def test_dial_through_a_ringing_line(emu_factory):
     emu = emu_factory(["answer"], scale=0.001, extra=["--ring-every", "20"])  # RING every 20 ms
     got, lk = dial(emu)
     assert got == link.UP  # RINGs between the commands are ignored
+
+
+def test_control_channel_missing_is_no_port(emu_factory):
+    emu = emu_factory()
+    url = f"emu://127.0.0.1:{emu.serial}?control={free_port()}"
+    lk = link.make_link(link_config(emu, {"modem.port": url}))
+    assert asyncio.run(lk.up()) == link.NO_PORT
