@@ -11,6 +11,7 @@ board's heap size (`--heap`, default 128K). Prints a closing line
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("tests", nargs="*")
     a = ap.parse_args(argv)
-    out = ROOT / "build" / ("upy-py" if a.py else "upy")
+    # one tree per run, so two runs at once (two developers, CI and a shell) never share it
+    out = ROOT / "build" / f"{'upy-py' if a.py else 'upy'}-{os.getpid()}"
     build_tree(out, not a.py)
     names = a.tests or sorted(p.stem for p in (ROOT / "tests" / "fw").glob("test_*.py"))
     total = [0, 0, 0]
@@ -78,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         total[1] += f
         total[2] += s
         print(f"upy {name}: {p} passed, {f} failed, {s} skipped")
+    shutil.rmtree(out, ignore_errors=True)
     failed = total[1] + len(bad_files)
     print(f"MicroPython unix port, heap {a.heap}, from {'.py' if a.py else '.mpy'}:")
     print(f"upy: {total[0]} passed, {failed} failed, {total[2]} skipped")
