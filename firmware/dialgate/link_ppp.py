@@ -33,6 +33,8 @@ class PPPLink(ModemLink):
         limit = self.cfg["link.up_timeout"] * 1000
         t0 = compat.ticks_ms()
         while not ppp.isconnected():
+            if self.dialer is None or self.dialer.stopping:
+                return PPP_FAILED  # an operator's hangup while PPP negotiates
             if compat.ticks_diff(compat.ticks_ms(), t0) > limit or self.carrier() is False:
                 log.error("link: PPP did not come up within %d s", limit // 1000)
                 return PPP_FAILED

@@ -205,3 +205,20 @@ def test_busy_is_reported():
         assert LINE.ppp is None
     finally:
         teardown()
+
+
+def test_hangup_while_ppp_negotiates():
+    lk = setup({"link.up_timeout": 30})
+    try:
+        PPP.comes_up = False
+
+        async def go():
+            t = asyncio.create_task(lk.up())
+            await asyncio.sleep(0.3)
+            await lk.down()
+            assert await t == link.PPP_FAILED
+            assert not LINE.carrier and lk.state == "down"
+
+        run(go())
+    finally:
+        teardown()
