@@ -253,3 +253,55 @@ def test_micropython_relays_through_postfix(isp, tmp_path, tls, upy_tree):
     assert "RESULT 5 delivered, 0 deferred, 0 bounced" in out
     assert "QUEUED 0" in out
     isp.wait_delivered(before + 5)
+
+
+def test_fixture_holds_office_mail_until_etrn(tmp_path):
+    """The fixture as the ISP of DESIGN.md: mail for office.test waits in Postfix
+    (defer_transports) until the gateway says ETRN (RFC 1985); then Postfix delivers
+    it to the gateway's own SMTP listener, into alice's maildrop."""
+    import smtplib
+    import ssl
+
+    from dialgate.smtp_client import SmtpClient
+    from gateway import Gateway
+
+    isp_postfix.require()
+    (tmp_path / "gw").mkdir()
+    gw_proc = Gateway(tmp_path / "gw")
+    isp = None
+    try:
+        ok, lines, _ = gw_proc.command("user add alice Secret123")
+        assert ok, lines
+        isp = IspPostfix(hold_domains=("office.test",), hold_nexthop=f"127.0.0.1:{gw_proc.smtp_port}").start()
+        with smtplib.SMTP("127.0.0.1", isp.ports["submission"]) as s:
+            s.starttls(context=ssl.create_default_context(cafile=isp.ca_file))
+            s.login("gw", "secret")
+            s.sendmail("carol@example.net", ["alice@office.test"],
+                       b"From: carol@example.net\r\nTo: alice@office.test\r\nSubject: held\r\n"
+                       b"Message-ID: <held1@example.net>\r\n\r\nwaiting at the ISP\r\n")
+        time.sleep(2)
+        assert len(isp.queued()) == 1  # held: defer_transports = hold
+        assert "status=deferred (deferred transport)" in isp.log_text()  # not even tried yet
+
+        class Empty:
+            def next_envelope(self):
+                return None
+
+            def envelope_done(self, env):
+                pass
+
+        relay_gw = Gw(tmp_path / "spool", relay_over(isp))
+        client = SmtpClient(Empty(), b"gw.office.test", "starttls", "gw", "secret", True, ["office.test"])
+        asyncio.run(relay_gw.relay.converse("127.0.0.1", isp.ports["submission"], "isp.test", client))
+        assert client.failed is None, client.failed
+        assert client.etrn_results and client.etrn_results[0][0] == 250, client.etrn_results
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and isp.queued():
+            time.sleep(0.3)
+        assert isp.queued() == [], isp.log_text()[-2000:]
+        ok, lines, _ = gw_proc.command("user list")
+        assert any(ln.startswith("alice") and " 1 message" in ln for ln in lines), lines
+    finally:
+        if isp is not None:
+            isp.stop()
+        gw_proc.stop()
