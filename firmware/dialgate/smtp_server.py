@@ -268,7 +268,8 @@ class SmtpSession(Session):
             return self._bogus(b"555 5.5.4 Unsupported RCPT parameter\r\n")
         if needs_relay(svc.cfg, addr) and not self._may_relay():
             log.warn("smtp %s: relay denied for <%s>", self.peer[0], addr.text())
-            return b"554 5.7.1 Relay access denied\r\n"
+            # counted as a protocol error: a relay prober is cut off after a few tries
+            return self._bogus(b"554 5.7.1 Relay access denied\r\n")
         text = addr.text()
         d = addr.domain
         if d is not None and not addr.literal and not valid_domain(d[:-1] if d.endswith(".") else d):

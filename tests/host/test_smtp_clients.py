@@ -206,7 +206,18 @@ def test_starttls_drops_plaintext_pipelined_behind_it(gw):
 
 def test_relay_battery_from_outside_refused_lan_and_auth_accepted(gw):
     assert len(RELAY_TRICKS) >= 15
-    for source, auth in ((OUTSIDE, False), ("127.0.0.1", False), (OUTSIDE, True)):
+    # from outside: one connection per trick (relay denials count as protocol
+    # errors: a prober is disconnected after 10, see the last assertion)
+    for trick in RELAY_TRICKS:
+        r = Raw(gw.smtp_port, OUTSIDE)
+        try:
+            assert r.cmd(b"EHLO tester").startswith(b"250")
+            assert r.cmd(b"MAIL FROM:<tester@example.net>").startswith(b"250")
+            got = r.cmd(b"RCPT TO:" + trick)
+            assert got == RELAY_DENIED, (trick, got)
+        finally:
+            r.close()
+    for source, auth in (("127.0.0.1", False), (OUTSIDE, True)):
         r = Raw(gw.smtp_port, source)
         try:
             assert r.cmd(b"EHLO tester").startswith(b"250")
@@ -215,13 +226,20 @@ def test_relay_battery_from_outside_refused_lan_and_auth_accepted(gw):
             for trick in RELAY_TRICKS:
                 assert r.cmd(b"MAIL FROM:<tester@example.net>").startswith(b"250")
                 got = r.cmd(b"RCPT TO:" + trick)
-                if source == OUTSIDE and not auth:
-                    assert got == RELAY_DENIED, (trick, got)
-                else:
-                    assert got.startswith(b"250 2.1.5"), (source, trick, got)
+                assert got.startswith(b"250 2.1.5"), (source, trick, got)
                 assert r.cmd(b"RSET").startswith(b"250")
         finally:
             r.close()
+    r = Raw(gw.smtp_port, OUTSIDE)
+    try:
+        r.cmd(b"EHLO prober")
+        r.cmd(b"MAIL FROM:<tester@example.net>")
+        got = [r.cmd(b"RCPT TO:" + t) for t in RELAY_TRICKS[:10]]
+        assert got == [RELAY_DENIED] * 10
+        assert r.reply() == b"421 4.7.0 gw.office.test Too many errors, closing connection\r\n"
+        assert r.f.readline() == b""  # and the connection is closed
+    finally:
+        r.close()
 
 
 def test_disconnect_during_data_spools_nothing(gw):
