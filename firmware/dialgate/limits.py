@@ -25,9 +25,10 @@ SMTP_MESSAGE_SIZE = const(10485760)
 # §3.8 allows a server to close with 421); a flood on one connection ties up a
 # board for nobody else.
 SMTP_MESSAGES_PER_SESSION = const(100)
-# Not in an RFC: unknown, out-of-sequence or malformed commands before
-# `421 4.7.0` and close (RFC 5321 §3.8). Stops a peer speaking another protocol
-# (HTTP, a smuggling probe) from holding a connection.
+# Not in an RFC: unknown, out-of-sequence or malformed commands and relay
+# denials before `421 4.7.0` and close (RFC 5321 §3.8). Stops a peer speaking
+# another protocol (HTTP, a smuggling probe) or probing for an open relay from
+# holding a connection.
 SMTP_BOGUS_COMMANDS = const(10)
 # RFC 5321 §4.5.3.2.7: a server waits at least 5 minutes for the next command.
 SMTP_COMMAND_TIMEOUT_MS = const(300000)
