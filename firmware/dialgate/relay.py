@@ -118,6 +118,7 @@ class Relay:
         self.running = False
         self.was_up = False
         self.tried = {}  # ids tried in this online session
+        self.this_run = {}  # ids tried in this queue run (one try, however many domains)
         self.last_due = compat.ticks_ms() - DUE_CHECK_MS
         self.last_run = "none yet"
         self.round_trips = 0  # client turns in the last run
@@ -184,6 +185,7 @@ class Relay:
         st = self.state
         before = (st.delivered, st.deferred, st.bounced)
         self.round_trips = 0
+        self.this_run = {}
         conns = 0
         try:
             now = compat.wall_time()
@@ -301,6 +303,9 @@ class Relay:
     # ---- records -----------------------------------------------------------------
 
     def _count_try(self, rec):
+        if rec.id in self.this_run:
+            return
+        self.this_run[rec.id] = True
         rec.attempts += 1
         if rec.id not in self.tried:
             self.tried[rec.id] = True

@@ -312,9 +312,9 @@ class SmtpClient(Session):
                 self._done(env)
                 continue
             return self._open(env, prefix)
-        if self.etrn and self.esmtp and not prefix:
+        if self.etrn and self.esmtp:
             self.expect.append((ETRN, None, 0))
-            return self._etrn_cmd()
+            return prefix + self._etrn_cmd()
         self.quit_sent = True
         self.expect.append((QUIT, None, 0))
         return prefix + b"QUIT\r\n"

@@ -336,3 +336,14 @@ def test_implicit_tls_skips_starttls():
     converse(c, srv)
     assert "STARTTLS" not in srv.commands
     assert c.failed is None
+
+
+def test_etrn_follows_a_reset_transaction():
+    for pipelining in (True, False):
+        envs = [envelope("m1", BODY1)]
+        c, _ = make(envs, pipelining=pipelining, etrn=["office.test"])
+        srv = ScriptServer(ext=EXT + ("ETRN",), replies={"RCPT": "550 5.1.1 no"})
+        converse(c, srv)
+        assert outcomes(envs[0]) == ["failed"]
+        assert srv.commands[-3:] == ["RSET", "ETRN office.test", "QUIT"], srv.commands
+

@@ -36,3 +36,19 @@ def test_mx_route_one_connection_per_domain():
         assert gw.outq.ids() == []
     finally:
         done(gw)
+
+
+def test_mx_route_counts_one_try_per_run():
+    gw = new_gw("rlc", {"relay.route": "mx", "relay.tls": "opportunistic", "relay.user": ""})
+    gw.relay.resolve_mx = lambda d: ["mx." + d]
+    try:
+        mid = queue(gw, ["bob@example.com", "carol@example.net"])
+        gw.script[None] = {"replies": {"RCPT": "451 4.3.0 later"}}
+        gw.relay.new_session()
+        run(gw)
+        assert len(gw.servers) == 2  # one connection per domain
+        rec = gw.outq.load(mid)
+        assert rec.attempts == 1 and rec.sessions == 1
+        assert [r.attempts for r in rec.rcpts] == [1, 1]
+    finally:
+        done(gw)
