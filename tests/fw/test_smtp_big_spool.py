@@ -2,7 +2,8 @@
 
 The SMTP path alone is checked at 128K by test_smtp_big.py; with the real spool,
 its queue and maildrop modules and the test harness loaded too, the 64-bit unix
-port needs about 144K, so at 128K this test says SKIP with the reason.
+port is at the edge of 128K (always fine at 144K): if the heap is too fragmented
+to start, this test says SKIP with the figure instead of failing.
 """
 
 import fwtest
