@@ -254,7 +254,7 @@ def test_hangup_by_dtr(emu_factory):
         port = lk.port
         t0 = time.monotonic()
         await lk.dialer.hangup()
-        assert time.monotonic() - t0 < 1.0  # no guard-time fallback was needed
+        assert time.monotonic() - t0 < 2.5  # no fallback: that would first wait 3 s for DCD to fall
         assert port.carrier() is False
         assert "STATUS command" in emu.status()
         await lk.down()
