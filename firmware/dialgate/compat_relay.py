@@ -127,6 +127,7 @@ def resolve_mx(domain, nameserver=""):
 
     CPython: dnspython (system resolver, or `nameserver`). MicroPython: one UDP
     query to `nameserver` (required) parsed by mxlookup. Blocks for at most ~5 s.
+    `nameserver`: "IP" or "IP:PORT" (port 53 by default).
     """
     if MICROPYTHON:
         return _resolve_mx_udp(domain, nameserver)
@@ -135,7 +136,9 @@ def resolve_mx(domain, nameserver=""):
 
     res = dns.resolver.Resolver(configure=not nameserver)
     if nameserver:
-        res.nameservers = [nameserver]
+        host, port = _server(nameserver)
+        res.nameservers = [host]
+        res.port = port
     res.lifetime = 5.0
     try:
         ans = res.resolve(domain, "MX")
@@ -150,6 +153,11 @@ def resolve_mx(domain, nameserver=""):
     return out or []  # RFC 7505 null MX ("."): no mail
 
 
+def _server(nameserver):
+    host, _, port = nameserver.partition(":")
+    return host, int(port) if port.isdigit() else 53
+
+
 def _resolve_mx_udp(domain, nameserver):
     import socket
 
@@ -162,7 +170,8 @@ def _resolve_mx_udp(domain, nameserver):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         s.settimeout(5)
-        s.sendto(mxlookup.query(domain, qid), socket.getaddrinfo(nameserver, 53)[0][-1])
+        host, port = _server(nameserver)
+        s.sendto(mxlookup.query(domain, qid), socket.getaddrinfo(host, port)[0][-1])
         data = s.recv(1500)
     finally:
         s.close()
