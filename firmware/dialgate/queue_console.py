@@ -2,7 +2,7 @@
 
 from . import compat, log
 from .console import CommandError, need
-from .retry import clock_ok, rfc5322_date
+from .relay import clock_ok
 
 MAX_LIST = 200  # lines `queue list` prints before summarising the rest
 
@@ -51,6 +51,8 @@ def cmd_list(gw, args):
 
 def cmd_show(gw, args):
     need(args, 1, "queue show ID")
+    from .retry import rfc5322_date
+
     rec = _load(gw, args[0])
     now = compat.wall_time()
     out = [
