@@ -61,3 +61,39 @@ def test_relay_to_postfix_from_a_running_gateway(tmp_path):
         assert got[0].read_bytes().endswith(b"Message-ID: <gw1@office.test>\n\n.hello\n")
     finally:
         isp.stop()
+
+
+def test_lan_client_to_gateway_to_postfix(tmp_path):
+    """The whole outbound path: an office PC submits over SMTP to the gateway
+    (smtplib from the LAN), the gateway spools it, the runner relays it to the
+    ISP's Postfix with STARTTLS + AUTH; the body arrives unchanged."""
+    import email
+    import smtplib
+
+    from host_tools import isp_postfix
+    from host_tools.isp_postfix import IspPostfix, strip_trace
+
+    isp_postfix.require()
+    isp = IspPostfix(mailboxes=("bob@example.com",)).start()
+    try:
+        over = {"link": {"type": "always-on"},
+                "relay": {"smarthost": f"127.0.0.1:{isp.ports['submission']}", "ca_file": isp.ca_file,
+                          "tls_name": "isp.test", "user": "gw", "password": "secret"}}
+        gw = Gateway(tmp_path, over)
+        try:
+            body = (b"From: alice@office.test\r\nTo: bob@example.com\r\nSubject: from the LAN\r\n"
+                    b"Message-ID: <lan1@office.test>\r\nDate: Sun, 22 Nov 2026 05:00:00 +0000\r\n\r\n"
+                    b".starts with a dot\r\nplain line\r\n")
+            with smtplib.SMTP("127.0.0.1", gw.smtp_port) as s:
+                s.sendmail("alice@office.test", ["bob@example.com"], body)
+            got = isp.wait_delivered(1, timeout=30)
+            data = got[0].read_bytes()
+            assert email.message_from_bytes(data)["Message-ID"] == "<lan1@office.test>"
+            # the gateway adds its Received: line on top, Postfix its own; the rest is ours
+            assert strip_trace(data).endswith(body.replace(b"\r\n", b"\n"))
+            ok, lines, _ = gw.command("stats")
+            assert "delivered: 1" in lines and "queued: 0" in lines, lines
+        finally:
+            gw.stop()
+    finally:
+        isp.stop()
