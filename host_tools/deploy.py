@@ -4,7 +4,7 @@ Compiles firmware/dialgate/*.py to .mpy with mpy-cross (a board imports .mpy
 without the compiler's heap peak), then copies with mpremote:
 
     /main.py                    board entry (boots the gateway)
-    /lib/dialgate/*.mpy         the package
+    /lib/dialgate/*.mpy         the package (and schema.json, the config schema)
     /boards/BOARD.json          the board profile
     /config.json                your config (--config FILE; default: {"profile": BOARD})
     /tls/...                    LAN-side certificate and key, ISP CA bundle (--tls DIR), if given
@@ -39,6 +39,9 @@ def stage(board: str, config: Path | None, tls: Path | None, out: Path) -> list[
         dst = pkg / (src.stem + ".mpy")
         subprocess.run([*mpy_cross(), "-o", str(dst), str(src)], check=True)
         files.append((dst, f":lib/dialgate/{dst.name}"))
+    for data in sorted((ROOT / "firmware" / "dialgate").glob("*.json")):  # schema.json
+        shutil.copy(data, pkg / data.name)
+        files.append((pkg / data.name, f":lib/dialgate/{data.name}"))
     shutil.copy(ROOT / "firmware" / "main.py", out / "main.py")
     files.append((out / "main.py", ":main.py"))
     files.append((ROOT / "boards" / f"{board}.json", f":boards/{board}.json"))

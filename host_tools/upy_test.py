@@ -35,6 +35,8 @@ def build_tree(out: Path, compiled: bool) -> None:
     shutil.copytree(ROOT / "boards", out / "boards")  # as on a board: /boards/NAME.json
     sources = [(p, out / "dialgate" / p.name) for p in sorted((ROOT / "firmware" / "dialgate").glob("*.py"))]
     sources += [(p, out / p.name) for p in sorted((ROOT / "tests" / "fw").glob("*.py"))]
+    for data in sorted((ROOT / "firmware" / "dialgate").glob("*.json")):  # schema.json: data, not code
+        shutil.copy(data, out / "dialgate" / data.name)
     for src, dst in sources:
         if compiled and src.name != "upyrun.py":
             dst = dst.with_suffix(".mpy")

@@ -8,20 +8,8 @@ import asyncio
 import sys
 
 from . import compat, config, log
-from .auth import AuthThrottle
 from .console import Commands, ConsoleSession, add_base_commands
-from .delivery import Router
-from .link import add_commands as add_link_commands
-from .link import make_link
 from .net import Net
-from .pop3_service import Pop3Service
-from .proto import Session
-from .queue_console import add_commands as add_queue_commands
-from .relay import Relay
-from .smtp_server import SmtpService
-from .spool import Spool
-from .users import UserStore
-from .users import add_commands as add_user_commands
 
 VERSION = "0.1.0"
 
@@ -31,52 +19,105 @@ USAGE = """usage: dialgate --config FILE [--board PROFILE] [--check]
   --check           check the configuration and exit"""
 
 
-class NotYetSession(Session):
-    """Listener placeholder for a protocol not built yet: a temporary refusal."""
-
-    def __init__(self, peer, reply):
-        Session.__init__(self, peer)
-        self.reply = reply
-        self.closing = True
-
-    def greeting(self):
-        return self.reply
+# Console commands whose module is imported on first use: first word -> module.
+LAZY_COMMANDS = {
+    "user": "users",
+    "alias": "users",
+    "queue": "queue_console",
+    "stats": "queue_console",
+    "dial": "link",
+    "hangup": "link",
+}
 
 
 class Gateway:
-    """What the running gateway holds: config, transport, console table, state."""
+    """What the running gateway holds: config, transport, console table, state.
+
+    Features are built on first use (`__getattr__` below), so a board's heap
+    holds only what is running: at boot the core plus the spool; the SMTP or
+    POP3 stack when its first client connects; the link, modem and relay
+    client when the office goes online (docs/architecture.md, "Memory").
+    Test whether one is loaded with `"relay" in gw.__dict__`, never hasattr().
+    """
 
     def __init__(self, cfg):
         self.cfg = cfg
         self.net = Net(cfg["board.buffer"], cfg["net.max_connections"])
         self.commands = Commands()
         add_base_commands(self.commands)
-        # Storage (docs/storage.md): spool + maildrops + outbound queue, users/aliases, routing.
-        self.spool = Spool(cfg["spool.path"], cfg["spool.reserve"])
-        self.maildrops = self.spool.maildrops
-        self.outq = self.spool.queue
-        self.users = UserStore(cfg["spool.path"] + "/users.json", cfg["users.apop"], cfg["users.iterations"])
-        self.router = Router(cfg, self.users)
-        # Failed logins per client address, shared by POP3 and SMTP AUTH (auth.py).
-        self.auth_throttle = AuthThrottle()
-        # ESMTP server (docs/smtp.md); its TLS context is loaded in start().
-        self.smtp = SmtpService(cfg, self.spool, self.router, self.users, None, self.auth_throttle)
-        self.pop3 = Pop3Service(cfg, self.maildrops, self.users, self.auth_throttle, None, VERSION)
-        add_user_commands(self.commands)
+        for word in LAZY_COMMANDS:
+            self.commands.add_lazy(word, LAZY_COMMANDS[word])
         self.started = compat.ticks_ms()
-        self.link = make_link(cfg)  # link.py: up()/down()/is_up()/describe(); no I/O until up()
-        add_link_commands(self.commands)
-        self.relay = Relay(self)  # outbound queue runner (docs/queue.md); runs while the link is up
-        add_queue_commands(self.commands)
+        self.server_tls = None  # LAN-side TLS context, loaded in start()
         self.stopping = None
         self.tasks = []
+        self._relay_task = None
+
+    def __getattr__(self, name):
+        make = _MAKERS.get(name)
+        if make is None:
+            raise AttributeError(name)
+        value = make(self)
+        setattr(self, name, value)
+        return value
+
+    # ---- features, built on first use -----------------------------------------
+    # Storage (docs/storage.md): spool + maildrops + outbound queue, users/aliases, routing.
+
+    def _spool(self):
+        from .spool import Spool
+
+        return Spool(self.cfg["spool.path"], self.cfg["spool.reserve"])
+
+    def _users(self):
+        from .users import UserStore
+
+        cfg = self.cfg
+        return UserStore(cfg["spool.path"] + "/users.json", cfg["users.apop"], cfg["users.iterations"])
+
+    def _router(self):
+        from .delivery import Router
+
+        return Router(self.cfg, self.users)
+
+    def _auth_throttle(self):
+        # Failed logins per client address, shared by POP3 and SMTP AUTH (auth.py).
+        from .auth import AuthThrottle
+
+        return AuthThrottle()
+
+    def _smtp(self):
+        # ESMTP server (docs/smtp.md)
+        from .smtp_server import SmtpService
+
+        return SmtpService(self.cfg, self.spool, self.router, self.users, self.server_tls, self.auth_throttle)
+
+    def _pop3(self):
+        # POP3 server (docs/pop3.md); STLS (RFC 2595) uses the SMTP certificate.
+        from .pop3_service import Pop3Service
+
+        return Pop3Service(self.cfg, self.maildrops, self.users, self.auth_throttle, self.server_tls, VERSION)
+
+    def _link(self):
+        # link.py: up()/down()/is_up()/describe(); no I/O until up()
+        from .link import make_link
+
+        return make_link(self.cfg)
+
+    def _relay(self):
+        # outbound queue runner (docs/queue.md); runs while the link is up
+        from .relay import Relay
+
+        return Relay(self)
 
     def uptime_s(self):
         return compat.ticks_diff(compat.ticks_ms(), self.started) // 1000
 
     def link_state(self):
-        if self.link is None:
-            return "down (%s link not started)" % self.cfg["link.type"]
+        if "link" not in self.__dict__:
+            if self.cfg["link.type"] == "always-on":
+                return "up (always-on uplink)"
+            return "down, not dialled since boot (%s)" % self.cfg["link.type"]
         return self.link.describe()
 
     def status_lines(self):
@@ -101,17 +142,17 @@ class Gateway:
         cfg = self.cfg
         compat.makedirs(cfg["spool.path"])
         self.spool.recover()
-        self.smtp.tls = self._server_tls("smtp")
-        self.pop3.tls = self.smtp.tls  # POP3 STLS (RFC 2595) uses the same certificate
+        self.server_tls = self._server_tls("smtp")
         for h, p in cfg.addrs("smtp.listen"):
-            await self._listen("smtp", h, p, self.smtp.session)
+            await self._listen("smtp", h, p, lambda peer: self.smtp.session(peer))
         for h, p in cfg.addrs("pop3.listen"):
-            await self._listen("pop3", h, p, self.pop3.session)
+            await self._listen("pop3", h, p, lambda peer: self.pop3.session(peer))
         for h, p in cfg.addrs("console.listen"):
             await self._listen("console", h, p, lambda peer: ConsoleSession(peer, self, self.commands))
         if cfg["console.stdin"]:
             self.tasks.append(asyncio.create_task(self._stdin_console()))
-        self.tasks.append(asyncio.create_task(self.relay.run()))
+        if cfg["link.type"] == "always-on":
+            self._start_relay()
         for line in self.net.listening:
             log.info("listening: %s", line)
 
@@ -155,19 +196,45 @@ class Gateway:
             ticker.cancel()
             for t in self.tasks:
                 t.cancel()
-            if self.link is not None:
+            if self._relay_task is not None:
+                self._relay_task.cancel()
+            if "link" in self.__dict__:
                 await self.link.down()  # never leave the line up (and billing) on exit
             await self.net.close()
             log.LOG.flush()
 
+    def _start_relay(self):
+        if self._relay_task is None:
+            self._relay_task = asyncio.create_task(self.relay.run())
+
     async def _tick(self):
+        n = 0
         while True:
-            await asyncio.sleep(5)
-            log.LOG.flush()
+            await asyncio.sleep(1)
+            # The queue runner is loaded the first time the link comes up.
+            if self._relay_task is None and "link" in self.__dict__ and self.link.is_up():
+                self._start_relay()
+            n += 1
+            if n % 5 == 0:
+                log.LOG.flush()
 
 
 class StartError(Exception):
     pass
+
+
+_MAKERS = {
+    "spool": Gateway._spool,
+    "maildrops": lambda gw: gw.spool.maildrops,
+    "outq": lambda gw: gw.spool.queue,
+    "users": Gateway._users,
+    "router": Gateway._router,
+    "auth_throttle": Gateway._auth_throttle,
+    "smtp": Gateway._smtp,
+    "pop3": Gateway._pop3,
+    "link": Gateway._link,
+    "relay": Gateway._relay,
+}
 
 
 def parse_args(argv):

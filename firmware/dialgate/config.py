@@ -1,7 +1,7 @@
 """Configuration: one JSON file merged over a board profile, checked key by key.
 
 Keys are dotted paths into the nested JSON (`smtp.listen`). Every key lives in
-SCHEMA; `docs/config.md` documents each one. A wrong key or value raises
+`schema.json`; `docs/config.md` documents each one. A wrong key or value raises
 ConfigError, which the entry point turns into one line and exit status 2.
 """
 
@@ -9,121 +9,18 @@ import json
 
 from . import compat
 
-REQUIRED = object()
+# The schema is data, not code: `schema.json` beside this module maps each key to
+# [type, default, minimum] (no default: required). Types: "str", "int", "bool",
+# "list" (of str), "addr" (HOST:PORT), "addrs" (list of HOST:PORT), "cidrs"
+# (list of A.B.C.D/N), or a list of allowed strings. It is read while the config
+# is checked and then dropped, so it costs a board no heap while running.
 
-# key: (type, default). Types: str, int, bool, list (of str), addr (HOST:PORT),
-# addrs (list of HOST:PORT), cidrs (list of A.B.C.D/N), or a tuple of allowed strings.
-SCHEMA = {
-    "profile": ("str", "host"),
-    "board.name": ("str", REQUIRED),
-    "board.heap": ("int", 131072),
-    "board.buffer": ("int", 1024),
-    "hostname": ("str", REQUIRED),
-    "domains": ("list", REQUIRED),
-    "lan": ("cidrs", ["127.0.0.1/32"]),
-    "spool.path": ("str", "spool"),
-    "spool.reserve": ("int", 65536),
-    "users.apop": ("bool", False),
-    "users.iterations": ("int", 10000),
-    "delivery.postmaster": ("str", "postmaster"),
-    "delivery.catch_all": ("str", ""),
-    "smtp.listen": ("addrs", []),
-    "smtp.max_size": ("int", 10485760),
-    "smtp.max_recipients": ("int", 100),
-    "smtp.auth_plaintext": (("lan", "always", "never"), "lan"),
-    "smtp.tls_cert": ("str", ""),
-    "smtp.tls_key": ("str", ""),
-    "pop3.listen": ("addrs", []),
-    "pop3.plaintext": (("lan", "tls", "always"), "lan"),
-    "pop3.idle_timeout": ("int", 600),
-    "pop3.expire_days": ("int", -1),
-    "pop3.login_delay": ("int", 0),
-    "console.listen": ("addrs", []),
-    "console.stdin": ("bool", False),
-    "net.max_connections": ("int", 8),
-    "log.level": (("debug", "info", "warn", "error"), "info"),
-    "log.file": ("str", ""),
-    "log.max_bytes": ("int", 32768),
-    "log.console": ("bool", True),
-    "link.type": (("emulated", "pppd", "ppp", "always-on"), "always-on"),
-    "link.smtp": ("addr", ""),
-    "link.pop3": ("addr", ""),
-    "link.up_timeout": ("int", 60),
-    "link.pppd": ("str", "/usr/sbin/pppd"),
-    "link.pppd_options": ("list", ["noauth", "defaultroute", "usepeerdns", "noipdefault", "lock", "crtscts"]),
-    "link.interface": ("str", "ppp0"),
-    "link.pppd_pidfile": ("str", "/var/run/ppp-dialgate.pid"),
-    "link.user": ("str", ""),
-    "link.password": ("str", ""),
-    "modem.port": ("str", ""),
-    "modem.baud": ("int", 115200),
-    "modem.profile": (("analog", "isdn", "gsm"), "analog"),
-    "modem.init": ("list", []),
-    "modem.dial": ("str", ""),
-    "modem.number": ("str", ""),
-    "modem.apn": ("str", ""),
-    "modem.speaker": ("bool", False),
-    "modem.command_timeout": ("int", 3),
-    "modem.connect_timeout": ("int", 90),
-    "modem.guard_ms": ("int", 1100),
-    "modem.redial": ("int", 3),
-    "modem.redial_delay": ("int", 15),
-    "modem.redial_delay_max": ("int", 120),
-    "modem.tx_pin": ("int", -1),
-    "modem.rx_pin": ("int", -1),
-    "modem.dtr_pin": ("int", -1),
-    "modem.dcd_pin": ("int", -1),
-    "relay.route": (("smarthost", "mx"), "smarthost"),
-    "relay.smarthost": ("addr", ""),
-    "relay.tls": (("starttls", "implicit", "opportunistic", "none"), "starttls"),
-    "relay.tls_verify": ("bool", True),
-    "relay.ca_file": ("str", ""),
-    "relay.tls_name": ("str", ""),
-    "relay.user": ("str", ""),
-    "relay.password": ("str", ""),
-    "relay.helo": ("str", ""),
-    "relay.pipelining": ("bool", True),
-    "relay.resolver": ("str", ""),
-    "relay.timeout": ("int", 300),
-    "queue.retry_interval": ("int", 1800),
-    "queue.retry_max": ("int", 14400),
-    "queue.lifetime": ("int", 432000),
-    "queue.min_sessions": ("int", 3),
-    "queue.warn_after": ("int", 14400),
-}
 
-# Lower bounds for integers: (key, minimum)
-_MIN = {
-    "relay.timeout": 10,
-    "queue.retry_interval": 1,  # RFC 5321 §4.5.4.1 asks for 1800 or more; tests use less
-    "queue.retry_max": 1,
-    "queue.lifetime": 0,
-    "queue.min_sessions": 0,
-    "queue.warn_after": 0,
-    "board.heap": 16384,
-    "board.buffer": 256,
-    "spool.reserve": 0,
-    "users.iterations": 1000,
-    "net.max_connections": 1,
-    "smtp.max_size": 1024,
-    "smtp.max_recipients": 100,  # RFC 5321 §4.5.3.1.8: at least 100 must be accepted
-    "pop3.idle_timeout": 600,  # RFC 1939 §3: autologout timer at least 10 minutes
-    "pop3.expire_days": -1,
-    "pop3.login_delay": 0,
-    "log.max_bytes": 1024,
-    "link.up_timeout": 1,
-    "modem.baud": 300,
-    "modem.command_timeout": 1,
-    "modem.connect_timeout": 1,
-    "modem.guard_ms": 0,
-    "modem.redial": 0,
-    "modem.redial_delay": 0,
-    "modem.redial_delay_max": 0,
-    "modem.tx_pin": -1,
-    "modem.rx_pin": -1,
-    "modem.dtr_pin": -1,
-    "modem.dcd_pin": -1,
-}
+def schema():
+    """The schema as a dict: key -> [type, default?, minimum?]."""
+    here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+    with open(here + "/schema.json") as f:
+        return json.load(f)
 
 
 class ConfigError(Exception):
@@ -210,8 +107,9 @@ def parse_cidr(key, s):
     return ip & mask, mask
 
 
-def _check(key, kind, v):
-    if isinstance(kind, tuple):
+def _check(key, row, v):
+    kind = row[0]
+    if isinstance(kind, list):
         if v not in kind:
             raise ConfigError(key, "expected one of %s, got %s" % (", ".join(kind), json.dumps(v)))
         return
@@ -228,8 +126,8 @@ def _check(key, kind, v):
     if not ok:
         want = {"str": "a string", "int": "an integer", "bool": "true or false", "addr": "a string HOST:PORT"}
         raise ConfigError(key, "expected %s, got %s" % (want.get(kind, "a list"), _typename(v)))
-    if kind == "int" and key in _MIN and v < _MIN[key]:
-        raise ConfigError(key, "must be at least %d, got %d" % (_MIN[key], v))
+    if kind == "int" and len(row) > 2 and v < row[2]:
+        raise ConfigError(key, "must be at least %d, got %d" % (row[2], v))
     if kind == "addr":
         parse_addr(key, v)
     elif kind in ("list", "addrs", "cidrs") and isinstance(v, list):
@@ -281,7 +179,7 @@ def load(path, profile=None):
     Returns a Config. Raises ConfigError(key, why) on the first problem found.
     """
     user = _flatten(_read_json(path, "config"), "", {})
-    name = profile or user.get("profile", SCHEMA["profile"][1])
+    name = profile or user.get("profile", "host")
     if not isinstance(name, str) or not name:
         raise ConfigError("profile", "expected a board profile name")
     ppath = _profile_path(name, path)
@@ -294,19 +192,19 @@ def load(path, profile=None):
 
 def build(flat):
     """Check a flat {dotted key: value} dict and fill in defaults -> Config."""
+    sch = schema()
     for k in flat:
-        if k not in SCHEMA:
+        if k not in sch:
             raise ConfigError(k, "unknown key")
-        _check(k, SCHEMA[k][0], flat[k])
+        _check(k, sch[k], flat[k])
     values = {}
-    for k in SCHEMA:
+    for k in sch:
         if k in flat:
             values[k] = flat[k]
+        elif len(sch[k]) < 2:
+            raise ConfigError(k, "missing required value")
         else:
-            d = SCHEMA[k][1]
-            if d is REQUIRED:
-                raise ConfigError(k, "missing required value")
-            values[k] = d
+            values[k] = sch[k][1]
     cfg = Config(values)
     _cross_check(cfg)
     return cfg

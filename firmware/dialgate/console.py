@@ -24,6 +24,23 @@ class Commands:
     def __init__(self):
         self.table = {}
         self.secret = {}
+        self.lazy = {}  # first word -> module whose add_commands() adds that word's rows
+
+    def add_lazy(self, word, module):
+        """Rows starting with `word` come from `dialgate.<module>.add_commands`,
+        imported on first use (its code stays off the heap until then)."""
+        self.lazy[word] = module
+
+    def load(self, word=None):
+        """Import the module behind `word` (every lazy module if None)."""
+        words = [word] if word is not None else list(self.lazy)
+        for w in words:
+            mod = self.lazy.get(w)
+            if mod is None:
+                continue
+            for k in [k for k in self.lazy if self.lazy[k] == mod]:
+                del self.lazy[k]
+            __import__("dialgate." + mod, None, None, ["add_commands"]).add_commands(self)
 
     def add(self, name, fn, usage, summary, secret=False):
         self.table[name] = (fn, usage, summary)
@@ -31,6 +48,8 @@ class Commands:
             self.secret[name] = True
 
     def find(self, words):
+        if words[0] in self.lazy:
+            self.load(words[0])
         if len(words) >= 2:
             two = words[0] + " " + words[1]
             if two in self.table:
@@ -105,6 +124,7 @@ def need(args, n, usage):
 
 
 def cmd_help(gw, args):
+    gw.commands.load()
     table = gw.commands.table
     names = sorted(table)
     if args:

@@ -15,13 +15,14 @@ WATCHDOG_MS = compat.const(1000)
 
 
 class Conn:
-    __slots__ = ("stream", "session", "task", "last", "kind")
+    __slots__ = ("stream", "session", "task", "last", "kind", "obuf")
 
     def __init__(self, stream, session, kind):
         self.stream = stream
         self.session = session
         self.kind = kind
         self.task = asyncio.current_task()
+        self.obuf = None  # send buffer while a producer streams (RETR, relay)
         self.last = compat.ticks_ms()
 
 
@@ -38,6 +39,7 @@ class Net:
         self.conns = []
         self.servers = []
         self.listening = []  # "kind host:port" strings for status
+        self._pool = []  # buffers of closed sessions, reused
         self._watchdog = None
 
     async def listen(self, kind, host, port, factory):
@@ -162,10 +164,31 @@ class Net:
             s.pause_ms = 0
             await asyncio.sleep(ms / 1000)
 
+    def _buffer(self):
+        """A connection buffer: reused from a closed session when there is one.
+
+        Reuse keeps a board's heap from fragmenting into holes smaller than a
+        buffer as connections come and go."""
+        if self._pool:
+            return self._pool.pop()
+        compat.gc_collect()
+        return bytearray(self.buffer_size)
+
+    def _release(self, buf):
+        if buf is not None and len(self._pool) < 2 * self.max_connections:
+            self._pool.append(buf)
+
     async def _run(self, conn):
+        fr = Framer(conn.session, self.buffer_size, self._buffer())
+        try:
+            await self._serve_buffered(conn, fr)
+        finally:
+            self._release(fr.buf)
+            self._release(conn.obuf)
+
+    async def _serve_buffered(self, conn, fr):
         s = conn.session
         st = conn.stream
-        fr = Framer(s, self.buffer_size)
         obuf = None
         g = s.greeting()
         if g:
@@ -180,7 +203,7 @@ class Net:
             fr.received(n)
             while fr.process(st.write):
                 if obuf is None:
-                    obuf = bytearray(self.buffer_size)
+                    obuf = conn.obuf = self._buffer()
                 await self._flush(conn, obuf)
             await st.drain()
             if s.tls is not None:  # STARTTLS / STLS (proto.Session.tls)

@@ -84,10 +84,10 @@ class Framer:
     `pause_ms`) and must be called again after that.
     """
 
-    def __init__(self, session, size):
+    def __init__(self, session, size, buf=None):
         self.s = session
         self.size = size
-        self.buf = bytearray(size)
+        self.buf = buf if buf is not None else bytearray(size)
         self.mv = memoryview(self.buf)
         self.start = 0
         self.end = 0

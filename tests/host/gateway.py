@@ -55,6 +55,10 @@ class Gateway:
             "spool": {"path": str(self.workdir / "spool")},
             "log": {"file": str(self.workdir / "log" / "dialgate.log")},
         }
+        if runtime == "upy":
+            # A board's buffer size (boards/pico_w.json), not the PC's 4096: the
+            # unix port at a board's heap stands in for the board.
+            cfg["board"] = {"buffer": 1024}
         for k, v in (overrides or {}).items():  # dotted keys
             d = cfg
             parts = k.split(".")

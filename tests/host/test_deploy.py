@@ -12,7 +12,8 @@ def test_stage_compiles_every_module_and_copies_profile(tmp_path):
     remote = {r for _, r in files}
     assert ":main.py" in remote and ":config.json" in remote and ":boards/pico_w.json" in remote
     src = {p.stem for p in (Path(deploy.ROOT) / "firmware" / "dialgate").glob("*.py")} - {"__main__"}
-    assert {r.rsplit("/", 1)[1][:-4] for r in remote if r.startswith(":lib/dialgate/")} == src
+    assert {r.rsplit("/", 1)[1][:-4] for r in remote if r.endswith(".mpy")} == src
+    assert ":lib/dialgate/schema.json" in remote
     for local, _ in files:
         assert local.exists()
 

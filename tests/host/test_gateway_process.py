@@ -17,7 +17,7 @@ RUNTIMES = ["cpython", "upy"]
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_boots_and_answers_status(tmp_path, runtime):
-    gw = Gateway(tmp_path, runtime=runtime)
+    gw = Gateway(tmp_path, runtime=runtime, mpy=True)  # upy: from .mpy at 128K, as a board runs
     try:
         ok, lines, last = gw.command("status")
         assert ok and last == "OK", lines
@@ -35,14 +35,19 @@ def test_boots_and_answers_status(tmp_path, runtime):
 
 @pytest.mark.parametrize("mpy", [False, True], ids=["py", "mpy"])
 def test_micropython_heap_after_boot(tmp_path, mpy):
-    """Boots under the unix port at the board's 128K heap; prints heap used."""
-    gw = Gateway(tmp_path, runtime="upy", heap="128K", mpy=mpy)
+    """Boots under the unix port; prints heap used after boot.
+
+    From .mpy (how a board runs it) at the board's 128K. From .py the compiler
+    needs a transient peak on top of what stays resident (DESIGN.md: a
+    550-line module needs ~100 KiB to compile), so that run gets 256K and we
+    compare what stays resident after the boot's collection."""
+    gw = Gateway(tmp_path, runtime="upy", heap="128K" if mpy else "256K", mpy=mpy)
     try:
         ok, lines, _ = gw.command("status")
         assert ok
         heap = [x for x in lines if x.startswith("heap:")][0]
         used = int(heap.split()[2])
-        print(f"\nMicroPython 128K heap after boot ({'.mpy' if mpy else '.py'}): {heap}")
+        print(f"\nMicroPython heap after boot ({'.mpy at 128K' if mpy else '.py at 256K'}): {heap}")
         assert used < 128 * 1024
     finally:
         gw.stop()
@@ -56,13 +61,24 @@ def test_sigterm_stops_cleanly(tmp_path):
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_temporary_refusal_until_protocols_land_or_greeting(tmp_path, runtime):
-    gw = Gateway(tmp_path, runtime=runtime)
+def test_smtp_and_pop3_load_on_first_use(tmp_path, runtime):
+    """Both protocol stacks load on first use (from .mpy); prints the heap they take.
+
+    At 256K: on the 64-bit unix port the core plus both stacks need ~150K
+    (docs/architecture.md, "Memory"); a 32-bit board needs roughly 60% of that."""
+    gw = Gateway(tmp_path, runtime=runtime, mpy=True, heap="256K")
     try:
         with socket.create_connection(("127.0.0.1", gw.smtp_port), timeout=5) as s:
-            assert s.recv(200)[:3] in (b"220", b"421")
+            assert s.recv(200).startswith(b"220 gw.office.test ESMTP")
+            s.sendall(b"QUIT\r\n")
+            assert s.recv(200).startswith(b"221")
         with socket.create_connection(("127.0.0.1", gw.pop3_port), timeout=5) as s:
-            assert s.recv(200)[:1] in (b"+", b"-")
+            assert s.recv(200).startswith(b"+OK")
+            s.sendall(b"QUIT\r\n")
+            assert s.recv(200).startswith(b"+OK")
+        ok, lines, _ = gw.command("status")
+        assert ok, lines
+        print(f"\n{runtime}: heap with SMTP and POP3 loaded: {[x for x in lines if x.startswith('heap')][0]}")
     finally:
         gw.stop()
 
@@ -70,7 +86,7 @@ def test_temporary_refusal_until_protocols_land_or_greeting(tmp_path, runtime):
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_endless_line_does_not_grow_memory(tmp_path, runtime):
     """10 MB without CRLF to the console: one ERR, no growth, then in sync again."""
-    gw = Gateway(tmp_path, runtime=runtime, heap="128K")
+    gw = Gateway(tmp_path, runtime=runtime, heap="128K", mpy=True)
     try:
         s = socket.create_connection(("127.0.0.1", gw.console_port), timeout=20)
         s.recv(200)
