@@ -241,13 +241,23 @@ class IspPostfix:
         if not self.started:
             return
         self.started = False
+        pid = self._master_pid()
         self.postfix("stop", check=False)
-        pid_file = self.queue / "pid" / "master.pid"
         end = time.monotonic() + 10
-        while pid_file.exists() and time.monotonic() < end:
-            time.sleep(0.1)
+        while pid and time.monotonic() < end:
+            try:
+                os.kill(pid, 0)  # the master is still there (the pid file stays behind)
+            except OSError:
+                break
+            time.sleep(0.05)
         if self.own_root and not os.environ.get("KEEP_ISP_POSTFIX"):
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def _master_pid(self) -> int:
+        try:
+            return int((self.queue / "pid" / "master.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 0
 
     def __enter__(self) -> IspPostfix:
         return self.start()

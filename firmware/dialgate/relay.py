@@ -71,6 +71,7 @@ class Relay:
         self.tried = {}  # ids tried in this online session
         self.this_run = {}  # ids tried in this queue run (one try, however many domains)
         self.last_due = compat.ticks_ms() - DUE_CHECK_MS
+        self.last_len = -1  # queue length at the last due check: a new message is checked at once
         self.last_run = "none yet"
         self.round_trips = 0  # client turns in the last run
         self.rbuf = None
@@ -101,8 +102,10 @@ class Relay:
         if not up or self.running:
             return
         t = compat.ticks_ms()
-        if self.kicked or compat.ticks_diff(t, self.last_due) >= DUE_CHECK_MS:
+        n = len(self.outq)
+        if self.kicked or n != self.last_len or compat.ticks_diff(t, self.last_due) >= DUE_CHECK_MS:
             self.last_due = t
+            self.last_len = n
             if self.kicked or self.due(compat.wall_time()):
                 self.kicked = False
                 await self.run_once()
