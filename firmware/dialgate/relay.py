@@ -12,6 +12,7 @@ import asyncio
 import json
 
 from . import compat, log
+from .spool import read_record
 
 TICK_MS = compat.const(1000)  # how often the runner looks at the link and the queue
 DUE_CHECK_MS = compat.const(5000)
@@ -36,8 +37,7 @@ class RelayState:
         self.bounced = 0
         self.warned = []
         try:
-            with open(self.path) as f:
-                d = json.loads(f.read(8192))
+            d = read_record(self.path)  # bounded read (spool)
             self.session = d.get("session", 0)
             self.delivered = d.get("delivered", 0)
             self.deferred = d.get("deferred", 0)

@@ -7,6 +7,7 @@ from . import compat, log, outq
 from .envelope import Envelope, outcome
 from .retry import RetryPolicy, clock_ok
 
+MAX_WARNED = 500  # ids remembered as warned (relay.json stays well under its 64 KB bound)
 FAILED = "failed"  # bounce.FAILED / DELAYED, without importing bounce until needed
 DELAYED = "delayed"
 
@@ -223,13 +224,16 @@ def defer(rl, mid, domain, why, now):
 
 
 def _finish(rl, rec, now):
-    if rec.pending():
-        rec.next_attempt = rl.policy.next_attempt(rec.attempts, now)
-        rl.outq.save(rec)
-    else:
-        rl.outq.remove(rec.id)
-        if rec.id in rl.state.warned:
-            rl.state.warned.remove(rec.id)
+    if rec.id in rl.state.warned and not rec.pending():
+        rl.state.warned.remove(rec.id)
+    try:
+        if rec.pending():
+            rec.next_attempt = rl.policy.next_attempt(rec.attempts, now)
+            rl.outq.save(rec)
+        else:
+            rl.outq.remove(rec.id)
+    except KeyError:
+        pass  # `queue delete` took it while it was on the wire
 
 
 
@@ -280,6 +284,8 @@ def housekeeping(rl, ids, now):
         if p.warn_due(rec.created, rec.sessions, now) and mid not in rl.state.warned:
             if _bounce(rl, rec, rec.pending(), DELAYED, now):
                 rl.state.warned.append(mid)
+                if len(rl.state.warned) > MAX_WARNED:
+                    rl.state.warned.pop(0)  # worst case: one more warning for the oldest
         keep.append(mid)
     return keep
 

@@ -32,3 +32,17 @@ def test_connection_refused_and_loss_mid_data_leave_messages_pending():
         assert maildrop(gw) == []
     finally:
         done(gw)
+
+
+def test_counters_survive_a_restart():
+    from dialgate.relay import Relay
+
+    gw = new_gw("rl5")
+    try:
+        queue(gw, ["bob@example.com"])
+        gw.relay.new_session()
+        run(gw)
+        again = Relay(gw)  # as after a reboot: read back from SPOOL/relay.json
+        assert (again.state.session, again.state.delivered) == (1, 1)
+    finally:
+        done(gw)
