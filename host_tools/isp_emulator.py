@@ -8,7 +8,9 @@
   connects to the office gateway (`--office-smtp`, reachable only while the
   modem link is up) and delivers the held messages, removing each after 250.
 * Mail for any other domain is relayed only for an authenticated client
-  (AUTH PLAIN/LOGIN, RFC 4954) and lands in DIR/internet/ ("the Internet").
+  (AUTH PLAIN/LOGIN, RFC 4954) or one connecting from a `--relay-from` address
+  (as ISPs relay for the address they gave a dial-up customer), and lands in
+  DIR/internet/ ("the Internet").
 * Every accepted message is stored byte for byte as received (after dot
   un-stuffing) with its envelope in a `.env` JSON file beside it.
 
@@ -65,6 +67,7 @@ class IspSession:
     def __init__(self, isp: Isp, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.isp, self.r, self.w = isp, reader, writer
         self.user: str | None = None
+        self.peer = (writer.get_extra_info("peername") or ("?",))[0]
         self.reset()
 
     def reset(self) -> None:
@@ -147,7 +150,7 @@ class IspSession:
             await self.reply("503 5.5.1 MAIL first")
         elif a is None or "@" not in a:
             await self.reply("501 5.5.4 syntax: RCPT TO:<address>")
-        elif not self.isp.is_office(a) and self.user is None:
+        elif not self.isp.is_office(a) and self.user is None and self.peer not in self.isp.relay_from:
             await self.reply("554 5.7.1 relaying denied")
         else:
             self.rcpts.append(a)
@@ -200,12 +203,13 @@ class IspSession:
 
 class Isp:
     def __init__(self, name: str, office_domain: str, office_smtp: tuple[str, int], root: Path,
-                 users: dict[str, str]) -> None:
+                 users: dict[str, str], relay_from: tuple[str, ...] = ()) -> None:
         self.name = name
         self.office_domain = office_domain.lower()
         self.office_smtp = office_smtp
         self.store = Store(root)
         self.users = users
+        self.relay_from = relay_from
         self._flush: asyncio.Task | None = None
         self.log = print
 
@@ -290,9 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--office-smtp", default="127.0.0.1:2525", type=_hostport)
     ap.add_argument("--dir", default="run/isp", type=Path)
     ap.add_argument("--user", action="append", default=[], help="NAME:PASSWORD for AUTH (repeatable)")
+    ap.add_argument("--relay-from", action="append", default=[], help="client address allowed to relay without AUTH")
     a = ap.parse_args(argv)
     users = dict(u.split(":", 1) for u in a.user) or {"office": "office-secret"}
-    isp = Isp(a.name, a.office_domain, a.office_smtp, a.dir, users)
+    isp = Isp(a.name, a.office_domain, a.office_smtp, a.dir, users, tuple(a.relay_from))
 
     async def run() -> None:
         srv = await isp.serve(*a.listen)

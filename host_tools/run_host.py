@@ -1,12 +1,21 @@
 """`make run`: the whole system on one host with nothing attached.
 
-Starts the gateway under CPython with the `host` board profile (configs/host.json)
-and, as they exist, the emulated modem and the emulated ISP. Prints what listens
-where; Ctrl-C or SIGTERM stops everything cleanly.
+Starts three processes, wired as the `host` board profile expects:
+
+* the emulated ISP (host_tools/isp_emulator.py) on 127.0.0.1:2600: the office's
+  smarthost (relays for its dial-up customer's line, or after AUTH office / office-secret), holding mail for office.test until ETRN;
+* the emulated modem (host_tools/modem_emulator.py): serial side 127.0.0.1:2700,
+  33,600 bps line; while a call is up it carries 127.0.0.1:2526 -> ISP:2600 and
+  ISP-side 127.0.0.1:2625 -> gateway SMTP 127.0.0.1:2525;
+* the gateway under CPython with configs/host.json.
+
+Prints what listens where; Ctrl-C or SIGTERM stops everything cleanly.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import signal
 import subprocess
@@ -17,15 +26,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dir", type=Path, default=ROOT / "run", help="state: spool, log, ISP mail (default run/)")
+    a = ap.parse_args(argv)
+    run = a.dir.resolve()
+    run.mkdir(parents=True, exist_ok=True)
+    cfg = json.loads((ROOT / "configs" / "host.json").read_text())
+    cfg.setdefault("spool", {})["path"] = str(run / "spool")
+    cfg.setdefault("log", {})["file"] = str(run / "log" / "dialgate.log")
+    (run / "config.json").write_text(json.dumps(cfg, indent=1))
     env = dict(os.environ, PYTHONPATH=str(ROOT / "firmware"))
-    (ROOT / "run").mkdir(exist_ok=True)
     procs: list[tuple[str, subprocess.Popen]] = []
-    gw = subprocess.Popen([sys.executable, "-m", "dialgate", "--config", str(ROOT / "configs" / "host.json")],
-                          cwd=ROOT, env=env)
-    procs.append(("gateway", gw))
+    py = sys.executable
+    procs.append(("isp", subprocess.Popen(
+        [py, "-m", "host_tools.isp_emulator", "--listen", "127.0.0.1:2600", "--office-smtp", "127.0.0.1:2625",
+         "--dir", str(run / "isp"), "--user", "office:office-secret",
+         "--relay-from", "127.0.0.1"], cwd=ROOT)))
+    procs.append(("modem", subprocess.Popen(
+        [py, "-m", "host_tools.modem_emulator", "--serial", "127.0.0.1:2700", "--bps", "33600",
+         "--time-scale", "0.1"], cwd=ROOT)))
+    time.sleep(0.5)  # let the peers listen before the gateway starts
+    procs.append(("gateway", subprocess.Popen(
+        [py, "-m", "dialgate", "--config", str(run / "config.json")], cwd=ROOT, env=env)))
     print("dialgate (make run): SMTP 127.0.0.1:2525, POP3 127.0.0.1:1110, console 127.0.0.1:2323", flush=True)
-    print("  console: python3 -m host_tools.console_client  (or: make console)", flush=True)
+    print("  emulated modem on 127.0.0.1:2700 (33,600 bps), emulated ISP smtp.isp.test on 127.0.0.1:2600", flush=True)
+    print("  console: make console (or python3 -m host_tools.console_client); `dial` goes online", flush=True)
 
     stop = {"now": False}
 
@@ -44,10 +70,10 @@ def main() -> int:
                     stop["now"] = True
             time.sleep(0.2)
     finally:
-        for _name, p in procs:
+        # the gateway first, so it hangs up while the modem is still there
+        for _name, p in reversed(procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        for _name, p in procs:
             try:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
