@@ -56,6 +56,14 @@ def wall_time():
     return int(t)
 
 
+CLOCK_SANE = 1577836800  # 2020-01-01: a wall clock before this has not been set yet
+
+
+def clock_ok(t):
+    """True if wall time `t` is from a clock that has been set (ticks for intervals, always)."""
+    return t >= CLOCK_SANE
+
+
 # ---- files ----------------------------------------------------------------
 
 _os_fsync = getattr(os, "fsync", None)

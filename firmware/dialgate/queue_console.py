@@ -2,7 +2,6 @@
 
 from . import compat, log
 from .console import CommandError, need
-from .relay import clock_ok
 
 MAX_LIST = 200  # lines `queue list` prints before summarising the rest
 
@@ -26,7 +25,7 @@ def _load(gw, mid):
 
 
 def _next(rec, now):
-    if not clock_ok(now) or rec.next_attempt <= now:
+    if not compat.clock_ok(now) or rec.next_attempt <= now:
         return "now"
     return "in " + _span(rec.next_attempt - now)
 
@@ -40,7 +39,7 @@ def cmd_list(gw, args):
             rec = gw.outq.load(mid)
         except KeyError:
             continue
-        age = _span(now - rec.created) if clock_ok(now) and clock_ok(rec.created) else "?"
+        age = _span(now - rec.created) if compat.clock_ok(now) and compat.clock_ok(rec.created) else "?"
         out.append("%s %6s %8d <%s> %d/%d pending, %d tries, next %s" % (
             mid, age, rec.size, rec.sender, len(rec.pending()), len(rec.rcpts), rec.attempts, _next(rec, now)))
     if len(ids) > MAX_LIST:
@@ -59,7 +58,7 @@ def cmd_show(gw, args):
         "id: %s" % rec.id,
         "sender: <%s>" % rec.sender,
         "size: %d" % rec.size,
-        "created: %s" % (rfc5322_date(rec.created) if clock_ok(rec.created) else "before the clock was set"),
+        "created: %s" % (rfc5322_date(rec.created) if compat.clock_ok(rec.created) else "before the clock was set"),
         "tries: %d in %d online session(s)" % (rec.attempts, rec.sessions),
         "next try: %s" % _next(rec, now),
         "delay warning sent: %s" % ("yes" if rec.id in gw.relay.state.warned else "no"),

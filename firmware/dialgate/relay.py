@@ -12,18 +12,9 @@ import asyncio
 import json
 
 from . import compat, log
-from .spool import read_record
 
 TICK_MS = compat.const(1000)  # how often the runner looks at the link and the queue
 DUE_CHECK_MS = compat.const(5000)
-# Before this (2020-01-01) the wall clock has not been set (a board after boot).
-CLOCK_SANE = 1577836800
-
-
-def clock_ok(now):
-    return now >= CLOCK_SANE
-
-
 class RelayState:
     """Counters kept across reboots in SPOOL/relay.json: online session number,
     delivered/deferred/bounced, ids already sent a delay warning."""
@@ -37,7 +28,11 @@ class RelayState:
         self.bounced = 0
         self.warned = []
         try:
-            d = read_record(self.path)  # bounded read (spool)
+            size = compat.file_size(self.path)
+            if size > 65536:
+                raise ValueError("too large")
+            with open(self.path) as f:
+                d = json.loads(f.read(size))  # read(n) allocates n up front on MicroPython
             self.session = d.get("session", 0)
             self.delivered = d.get("delivered", 0)
             self.deferred = d.get("deferred", 0)
@@ -119,7 +114,7 @@ class Relay:
 
     def due(self, now):
         """Ids to try now. With an unset clock: every id not tried in this session."""
-        if clock_ok(now):
+        if compat.clock_ok(now):
             return [m for m in self.outq.due(now)]
         return [m for m in self.outq.ids() if m not in self.tried]
 

@@ -3,7 +3,7 @@ counted in wall time *and* online sessions (RFC 5321 §4.5.4.1), and the
 RFC 5322 dates the queue shows and the DSNs carry. See docs/queue.md.
 """
 
-from .relay import CLOCK_SANE, clock_ok  # noqa: F401  (re-exported for queue_console)
+from .compat import clock_ok
 
 
 class RetryPolicy:
