@@ -86,7 +86,10 @@ class Relay:
             await asyncio.sleep(TICK_MS / 1000)
 
     def link_up(self):
-        link = self.gw.link
+        gw = self.gw
+        if "link" not in gw.__dict__ and self.cfg["link.type"] != "always-on":
+            return False  # never dialled since boot: do not load the link layer just to ask
+        link = gw.link
         return link is not None and link.is_up()
 
     async def tick(self):
