@@ -69,6 +69,7 @@ class Relay:
         self.last_len = -1  # queue length at the last due check: a new message is checked at once
         self.last_run = "none yet"
         self.round_trips = 0  # client turns in the last run
+        self.etrn_results = []  # [(code, text)] of the last run's ETRN commands
         self.rbuf = None
         self.ctx = None
         self.last_io = 0  # ticks of the last octet moved (relay_conn)
@@ -121,30 +122,34 @@ class Relay:
             return [m for m in self.outq.due(now)]
         return [m for m in self.outq.ids() if m not in self.tried]
 
-    async def flush(self):
-        """Run the queue now if the link is up (the dial session calls this). Returns a summary."""
+    async def flush(self, etrn=None):
+        """Run the queue now if the link is up (the dial session calls this). Returns a summary.
+
+        `etrn`: domains to ask the smarthost for (RFC 1985) on the same connection,
+        after the queue; their replies land in `etrn_results` [(code, text)].
+        """
         if not self.link_up():
             return "link down"
         if self.running:
             return "already running"
-        await self.run_once()
+        await self.run_once(etrn)
         return self.last_run
 
     # ---- one queue run (relay_run, imported when first needed) -------------------
 
-    async def run_once(self):
+    async def run_once(self, etrn=None):
         from .relay_run import run_once
 
-        await run_once(self)
+        await run_once(self, etrn)
 
-    def make_client(self, src, domain):
-        """A fresh SmtpClient for one connection (AUTH only towards the smarthost)."""
+    def make_client(self, src, domain, etrn=None):
+        """A fresh SmtpClient for one connection (AUTH and ETRN only towards the smarthost)."""
         from .smtp_client import SmtpClient
 
         cfg = self.cfg
         user = cfg["relay.user"] if domain is None else ""
         return SmtpClient(src, (cfg["relay.helo"] or cfg["hostname"]).encode(), cfg["relay.tls"],
-                          user, cfg["relay.password"], cfg["relay.pipelining"], None, self.read_buffer())
+                          user, cfg["relay.password"], cfg["relay.pipelining"], etrn, self.read_buffer())
 
     def resolve_mx(self, domain):
         """MX hosts of `domain`, best first (compat_relay; dnspython or one UDP query)."""

@@ -64,8 +64,10 @@ class QueueSource:
         return self.open + self.ids[self.i :]
 
 
-async def run_once(rl):
-    """Try every due message once; counters and the summary line land on `rl` (the Relay)."""
+async def run_once(rl, etrn=None):
+    """Try every due message once; counters and the summary line land on `rl` (the Relay).
+    `etrn` domains are asked for on the smarthost connection, after the queue
+    (one connection, one TLS handshake for both: online minutes cost money)."""
     if rl.policy is None:
         rl.policy = RetryPolicy.from_config(rl.cfg)
     rl.running = True
@@ -73,14 +75,18 @@ async def run_once(rl):
     before = (st.delivered, st.deferred, st.bounced)
     rl.round_trips = 0
     rl.this_run = {}
+    rl.etrn_results = []
     conns = 0
     try:
         now = compat.wall_time()
         ids = housekeeping(rl, rl.due(now), now)
-        for domain, gids in groups(rl, ids):
+        todo = groups(rl, ids)
+        if etrn and not [g for g in todo if g[0] is None]:
+            todo.append((None, []))  # nothing to send: connect for the ETRN alone
+        for domain, gids in todo:
             if not rl.link_up():
                 break
-            conns += await deliver(rl, domain, gids, now)
+            conns += await deliver(rl, domain, gids, now, etrn if domain is None else None)
     finally:
         rl.running = False
         st.save()
@@ -95,7 +101,7 @@ def groups(rl, ids):
     if not ids:
         return []
     if rl.cfg["relay.route"] != "mx":
-        return [(None, ids)]
+        return [(None, ids)]  # the smarthost
     by = {}
     for mid in ids:
         try:
@@ -130,7 +136,7 @@ def destinations(rl, domain):
 
 
 
-async def deliver(rl, domain, ids, now):
+async def deliver(rl, domain, ids, now, etrn=None):
     """One or more connections for `ids` (to the next MX when one fails before
     any message went). Returns the number of connections opened."""
     src = QueueSource(rl, domain, ids, now)
@@ -142,13 +148,14 @@ async def deliver(rl, domain, ids, now):
         dests = []
         why = compat.exc_text(e)
     for host, port, name in dests:
-        client = rl.make_client(src, domain)
+        client = rl.make_client(src, domain, etrn)
         conns += 1
         try:
             await rl.converse(host, port, name, client)
         except (OSError, ValueError) as e:
             client.failed = client.failed or (0, compat.exc_text(e).encode())
         rl.round_trips += client.round_trips
+        rl.etrn_results += getattr(client, "etrn_results", [])
         if client.failed is None:
             why = ""
             break

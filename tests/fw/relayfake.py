@@ -160,7 +160,7 @@ class Gw:
             srv.talk(client)
 
         self.relay.converse = fake_converse
-        self.relay.make_client = lambda src, domain: FakeClient(src)
+        self.relay.make_client = lambda src, domain, etrn=None: FakeClient(src)
         return self
 
     def console(self, line):

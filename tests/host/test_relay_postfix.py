@@ -257,12 +257,12 @@ def test_micropython_relays_through_postfix(isp, tmp_path, tls, upy_tree):
 
 def test_fixture_holds_office_mail_until_etrn(tmp_path):
     """The fixture as the ISP of DESIGN.md: mail for office.test waits in Postfix
-    (defer_transports) until the gateway says ETRN (RFC 1985); then Postfix delivers
-    it to the gateway's own SMTP listener, into alice's maildrop."""
+    (defer_transports) until the gateway says ETRN (RFC 1985) after flushing its
+    own queue on the same connection; then Postfix delivers it to the gateway's
+    own SMTP listener, into alice's maildrop."""
     import smtplib
     import ssl
 
-    from dialgate.smtp_client import SmtpClient
     from gateway import Gateway
 
     isp_postfix.require()
@@ -283,18 +283,12 @@ def test_fixture_holds_office_mail_until_etrn(tmp_path):
         assert len(isp.queued()) == 1  # held: defer_transports = hold
         assert "status=deferred (deferred transport)" in isp.log_text()  # not even tried yet
 
-        class Empty:
-            def next_envelope(self):
-                return None
-
-            def envelope_done(self, env):
-                pass
-
+        # one connection: the outbound queue first, then ETRN (RFC 1985), as a dial session does
         relay_gw = Gw(tmp_path / "spool", relay_over(isp))
-        client = SmtpClient(Empty(), b"gw.office.test", "starttls", "gw", "secret", True, ["office.test"])
-        asyncio.run(relay_gw.relay.converse("127.0.0.1", isp.ports["submission"], "isp.test", client))
-        assert client.failed is None, client.failed
-        assert client.etrn_results and client.etrn_results[0][0] == 250, client.etrn_results
+        relay_gw.queue(message(600, 1200), ["bob@example.com"])
+        summary = asyncio.run(relay_gw.relay.flush(etrn=["office.test"]))
+        assert summary.startswith("1 delivered") and "1 connection(s)" in summary, summary
+        assert relay_gw.relay.etrn_results and relay_gw.relay.etrn_results[0][0] == 250, relay_gw.relay.etrn_results
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and isp.queued():
             time.sleep(0.3)
