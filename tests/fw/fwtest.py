@@ -42,8 +42,17 @@ def rmtree(path):
     os.rmdir(path)
 
 
+_last_config = [None, None]  # (overrides as text, Config): every_split asks for the same one again and again
+
+
 def host_config(over=None):
-    """A checked Config like the `host` profile; `over` maps dotted keys to values."""
+    """A checked Config like the `host` profile; `over` maps dotted keys to values.
+
+    The last one is reused when asked for again with equal overrides (Config is
+    read-only), which spares the 128K test heap a schema parse per split."""
+    key = repr(sorted((over or {}).items()))
+    if _last_config[0] == key:
+        return _last_config[1]
     flat = {
         "board.name": "host",
         "hostname": "gw.office.test",
@@ -53,7 +62,11 @@ def host_config(over=None):
     }
     for k in over or {}:
         flat[k] = over[k]
-    return config.build(flat)
+    _last_config[1] = None
+    cfg = config.build(flat)
+    _last_config[0] = key
+    _last_config[1] = cfg
+    return cfg
 
 
 def drive(session, data, piece=1, size=1024):
