@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FIRMWARE = ROOT / "firmware"
 LAZY_CPYTHON_OK = ("compat", "link", "modem")  # module-name prefixes
 
 
@@ -48,12 +47,12 @@ def upy_attrs(pairs: set[tuple[str, str]], upy: str) -> set[tuple[str, str]]:
     return missing
 
 
-def structural(upy: str) -> list[str]:
+def structural(upy: str, root: Path = ROOT) -> list[str]:
     problems: list[str] = []
     top_imports: dict[str, list[str]] = {}
     attr_uses: dict[tuple[str, str], list[str]] = {}
-    for path in sorted(FIRMWARE.rglob("*.py")):
-        rel = path.relative_to(ROOT)
+    for path in sorted((root / "firmware").rglob("*.py")):
+        rel = path.relative_to(root)
         mod = path.stem
         tree = ast.parse(path.read_text(), str(rel))
         allow_lazy = mod.startswith(LAZY_CPYTHON_OK)
@@ -110,18 +109,18 @@ def structural(upy: str) -> list[str]:
     return problems
 
 
-def typecheck(board: str, stubs: Path) -> int:
+def typecheck(board: str, stubs: Path, root: Path = ROOT) -> int:
     exe = shutil.which("basedpyright", path=str(Path(sys.executable).parent)) or shutil.which("basedpyright")
     if not exe:
         print("lint: basedpyright is not installed (make venv)", file=sys.stderr)
         return 2
-    build = ROOT / "build"
+    build = root / "build"
     build.mkdir(exist_ok=True)
     cfg = {
-        "include": [str(FIRMWARE)],
+        "include": [str(root / "firmware")],
         "typeshedPath": str(stubs.resolve()),
         "stubPath": str(stubs.resolve()),
-        "extraPaths": [str(FIRMWARE)],
+        "extraPaths": [str(root / "firmware")],
         "typeCheckingMode": "basic",
         "pythonPlatform": "Linux",
         "reportMissingModuleSource": False,
@@ -142,7 +141,7 @@ def typecheck(board: str, stubs: Path) -> int:
     }
     conf = build / f"pyright-{board}.json"
     conf.write_text(json.dumps(cfg, indent=1))
-    r = subprocess.run([exe, "-p", str(conf)], cwd=ROOT)
+    r = subprocess.run([exe, "-p", str(conf)], cwd=root)
     return r.returncode
 
 
@@ -150,14 +149,15 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--typecheck", metavar="BOARD")
     ap.add_argument("--stubs", type=Path)
+    ap.add_argument("--root", type=Path, default=ROOT, help="project folder holding firmware/ (tests lint a copy)")
     ap.add_argument("--micropython", default=str(Path(sys.executable).parent / "micropython"))
     a = ap.parse_args()
     if a.typecheck:
         if not a.stubs or not a.stubs.is_dir():
             print(f"lint: stubs for {a.typecheck} not found at {a.stubs} (make venv)", file=sys.stderr)
             return 2
-        return typecheck(a.typecheck, a.stubs)
-    problems = structural(a.micropython)
+        return typecheck(a.typecheck, a.stubs, a.root)
+    problems = structural(a.micropython, a.root)
     for p in problems:
         print(p)
     if problems:
