@@ -9,7 +9,7 @@ checks every session's idle deadline.
 import asyncio
 
 from . import compat, log
-from .proto import Framer, busy_reply
+from .proto import Framer, busy_reply, failure_reply
 
 WATCHDOG_MS = compat.const(1000)
 
@@ -108,7 +108,14 @@ class Net:
         session = None
         conn = None
         try:
-            session = factory(peer)
+            try:
+                session = factory(peer)
+            except (OSError, ValueError, MemoryError) as e:
+                # The feature could not be built (unreadable users file, flash
+                # error, no heap): say so and close; the client retries later.
+                log.exception("%s: cannot start a session" % kind, e)
+                stream.write(failure_reply(kind))
+                return
             conn = Conn(stream, session, kind)
             self.conns.append(conn)
             log.debug("%s %s:%d connected", kind, peer[0], peer[1])

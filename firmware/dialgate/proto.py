@@ -74,6 +74,16 @@ def busy_reply(kind):
     return b"ERR too many connections\r\n"
 
 
+def failure_reply(kind):
+    """The session could not be set up (a local error): a temporary refusal,
+    RFC 5321 §3.8 (421) / RFC 3206 [SYS/TEMP]; the client tries again later."""
+    if kind == "smtp":
+        return b"421 4.3.0 Local error, try again later\r\n"
+    if kind == "pop3":
+        return b"-ERR [SYS/TEMP] Local error, try again later\r\n"
+    return b"ERR internal error\r\n"
+
+
 class Framer:
     """Bounded line framing over one preallocated buffer (sans-IO; `net` drives it).
 

@@ -165,3 +165,24 @@ def test_missing_config_file_and_bad_json(tmp_path):
     r = subprocess.run([sys.executable, "-m", "dialgate", "--config", str(p)], env=env,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "is not valid JSON" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_corrupt_users_file_gives_temporary_errors_and_keeps_serving(tmp_path, runtime):
+    """Bad data on flash is a local error: 421 / -ERR [SYS/TEMP] (clients retry), never silence."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "users.json").write_text('{"users": {"bob": ')  # cut short
+    gw = Gateway(tmp_path, runtime=runtime, mpy=True, heap="256K")
+    try:
+        with socket.create_connection(("127.0.0.1", gw.smtp_port), timeout=5) as s:
+            assert s.recv(200) == b"421 4.3.0 Local error, try again later\r\n"
+        with socket.create_connection(("127.0.0.1", gw.pop3_port), timeout=5) as s:
+            assert s.recv(200) == b"-ERR [SYS/TEMP] Local error, try again later\r\n"
+        ok, lines, _ = gw.command("log 5")
+        assert ok and any("cannot start a session" in x for x in lines), lines
+        (spool / "users.json").write_text('{"users": {}, "aliases": {}}')  # the admin restores it
+        with socket.create_connection(("127.0.0.1", gw.smtp_port), timeout=5) as s:
+            assert s.recv(200).startswith(b"220 ")
+    finally:
+        gw.stop()
