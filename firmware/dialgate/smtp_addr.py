@@ -43,9 +43,11 @@ class Address:
         return self.local + "@" + self.domain
 
 
-def _closing(s, i):
-    """Index of the `>` that closes a path starting at s[i], or -1 (quotes respected)."""
+def _unquoted(s, ch, i=0, last=False):
+    """Index of the first (or, with `last`, the last) `ch` outside quotes from
+    s[i], or -1. RFC 5321 §4.1.2: `\\` escapes inside a quoted-string."""
     quoted = False
+    found = -1
     n = len(s)
     while i < n:
         c = s[i]
@@ -56,31 +58,12 @@ def _closing(s, i):
                 quoted = False
         elif c == '"':
             quoted = True
-        elif c == ">":
-            return i
+        elif c == ch:
+            if not last:
+                return i
+            found = i
         i += 1
-    return -1
-
-
-def _last_at(s):
-    """Index of the last `@` outside quotes, or -1."""
-    quoted = False
-    at = -1
-    i = 0
-    n = len(s)
-    while i < n:
-        c = s[i]
-        if quoted:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                quoted = False
-        elif c == '"':
-            quoted = True
-        elif c == "@":
-            at = i
-        i += 1
-    return at
+    return found
 
 
 def _dot_atom(s):
@@ -148,7 +131,7 @@ def parse_mailbox(s):
         for hop in route.split(","):
             if hop[:1] != "@" or not valid_domain(hop[1:]):
                 clean = False
-    at = _last_at(s)
+    at = _unquoted(s, "@", 0, True)
     if at < 0:
         local, domain = s, None
     else:
@@ -185,7 +168,7 @@ def parse_path(arg, keyword):
     s = s[len(keyword) :].lstrip(" ")  # a space after the colon is common: tolerate it
     if s[:1] != "<":
         raise BadPath(usage)
-    j = _closing(s, 1)
+    j = _unquoted(s, ">", 1)
     if j < 0:
         raise BadPath(usage)
     inner = s[1:j]

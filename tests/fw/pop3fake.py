@@ -97,3 +97,24 @@ def service(drops=None, over=None, apop=False, tls_ok=False, throttle=None):
 TLS_CONTEXT = object()
 LAN = ("127.0.0.1", 4000)
 WAN = ("127.0.0.2", 4000)
+
+
+# ---- transcript helpers shared by test_pop3 and test_pop3_trans ----
+
+GREET = b"+OK dialgate POP3 server ready\r\n"
+LOGIN = b"USER alice\r\nPASS wonder land\r\n"
+LOGGED = b"+OK send PASS\r\n+OK alice has 3 messages (%d octets)\r\n" % (len(MSG1) + len(MSG2) + len(MSG3))
+
+
+def split(data, expect, peer=LAN, pieces=None, **kw):
+    """Every split of `data` against a fresh service; returns the transcript."""
+
+    def make():
+        return service(apop=kw.get("apop", False), tls_ok=kw.get("tls_ok", False), over=kw.get("over")).session(peer)
+
+    return fwtest.every_split(make, data, expect, pieces)
+
+
+def one(svc, data, peer=LAN, piece=7):
+    s = svc.session(peer)
+    return s, fwtest.drive(s, data, piece)

@@ -4,28 +4,22 @@ state, each transcript fed split at every byte (fwtest.every_split)."""
 import binascii
 import hashlib
 
-from pop3fake import LAN, MSG1, MSG2, MSG3, TLS_CONTEXT, WAN, FakeMaildrops, boxes, service
-
-import fwtest
-
-GREET = b"+OK dialgate POP3 server ready\r\n"
-LOGIN = b"USER alice\r\nPASS wonder land\r\n"
-LOGGED = b"+OK send PASS\r\n+OK alice has 3 messages (%d octets)\r\n" % (len(MSG1) + len(MSG2) + len(MSG3))
-
-
-def split(data, expect, peer=LAN, pieces=None, **kw):
-    """Every split of `data` against a fresh service; returns the transcript."""
-
-    def make():
-        return service(apop=kw.get("apop", False), tls_ok=kw.get("tls_ok", False), over=kw.get("over")).session(peer)
-
-    return fwtest.every_split(make, data, expect, pieces)
-
-
-def one(svc, data, peer=LAN, piece=7):
-    s = svc.session(peer)
-    return s, fwtest.drive(s, data, piece)
-
+from pop3fake import (
+    GREET,
+    LAN,
+    LOGGED,
+    LOGIN,
+    MSG1,
+    MSG2,
+    MSG3,
+    TLS_CONTEXT,
+    WAN,
+    FakeMaildrops,
+    boxes,
+    one,
+    service,
+    split,
+)
 
 # ---- AUTHORIZATION state ------------------------------------------------------
 

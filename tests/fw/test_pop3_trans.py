@@ -3,28 +3,7 @@ pipelining), each fed split at every byte. (Split from test_pop3.py so each
 module fits beside the firmware in a 128K MicroPython heap.)"""
 
 
-from pop3fake import LAN, MSG1, MSG2, MSG3, FakeMaildrops, boxes, service
-
-import fwtest
-
-GREET = b"+OK dialgate POP3 server ready\r\n"
-LOGIN = b"USER alice\r\nPASS wonder land\r\n"
-LOGGED = b"+OK send PASS\r\n+OK alice has 3 messages (%d octets)\r\n" % (len(MSG1) + len(MSG2) + len(MSG3))
-
-
-def split(data, expect, peer=LAN, pieces=None, **kw):
-    """Every split of `data` against a fresh service; returns the transcript."""
-
-    def make():
-        return service(apop=kw.get("apop", False), tls_ok=kw.get("tls_ok", False), over=kw.get("over")).session(peer)
-
-    return fwtest.every_split(make, data, expect, pieces)
-
-
-def one(svc, data, peer=LAN, piece=7):
-    s = svc.session(peer)
-    return s, fwtest.drive(s, data, piece)
-
+from pop3fake import GREET, LOGGED, LOGIN, MSG1, MSG2, MSG3, FakeMaildrops, boxes, one, service, split
 
 # ---- TRANSACTION state --------------------------------------------------------
 
