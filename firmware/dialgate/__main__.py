@@ -4,4 +4,5 @@ import sys
 
 from dialgate.app import main
 
-main(sys.argv[1:])
+if __name__ == "__main__":  # importing this module does nothing
+    main(sys.argv[1:])

@@ -317,11 +317,15 @@ class Pop3Session(Session):
         self.producer = self.sending = LinesProducer(line, len(self.msgs))
         return b"+OK listing follows\r\n"
 
-    def pop_RETR(self, arg):
+    def _message_arg(self, arg):
+        """`msg` argument of RETR / DELE -> (index, None) or (None, -ERR reply)."""
         word = self._one_arg(arg, False)
         if word is None:
-            return ERR_SYNTAX
-        i, err = self._index(word)
+            return None, ERR_SYNTAX
+        return self._index(word)
+
+    def pop_RETR(self, arg):
+        i, err = self._message_arg(arg)
         if err:
             return err
         return self._send(i, None, ("+OK %d octets\r\n" % self.msgs[i][1]).encode())
@@ -350,10 +354,7 @@ class Pop3Session(Session):
         return reply
 
     def pop_DELE(self, arg):
-        word = self._one_arg(arg, False)
-        if word is None:
-            return ERR_SYNTAX
-        i, err = self._index(word)
+        i, err = self._message_arg(arg)
         if err:
             return err
         self.deleted[i] = 1
