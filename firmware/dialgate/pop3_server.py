@@ -318,10 +318,10 @@ class Pop3Session(Session):
         return b"+OK listing follows\r\n"
 
     def _message_arg(self, arg):
-        """`msg` argument of RETR / DELE -> (index, None) or (None, -ERR reply)."""
+        """`msg` argument of RETR / DELE -> (index, None) or (-1, -ERR reply)."""
         word = self._one_arg(arg, False)
         if word is None:
-            return None, ERR_SYNTAX
+            return -1, ERR_SYNTAX
         return self._index(word)
 
     def pop_RETR(self, arg):
