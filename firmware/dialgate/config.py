@@ -187,7 +187,41 @@ def load(path, profile=None):
     for k in user:
         merged[k] = user[k]
     merged["profile"] = name
-    return build(merged)
+    cfg = build(merged)
+    cfg.path = path
+    cfg.profile_arg = profile
+    return cfg
+
+
+def save_setting(cfg, key, value):
+    """`config set`: write `key` = `value` into the config file, checked first.
+
+    The value is checked against its schema row; then the file is rewritten
+    whole through a temporary file (fsync, atomic replace). Takes effect at the
+    next start. Raises ConfigError naming what is wrong (nothing written).
+    """
+    path = cfg.path
+    if not path:
+        raise ConfigError(key, "this gateway was not started from a config file")
+    # The other keys passed at start-up; this one is checked on its own.
+    _check(key, schema_row(key), value)
+    if key == "domains":
+        _check_domains(value)
+    if key == "profile":
+        _profile_path(value, path)
+    user = _read_json(path, "config")
+    d = user
+    parts = key.split(".")
+    for p in parts[:-1]:
+        if not isinstance(d.get(p), dict):
+            d[p] = {}
+        d = d[p]
+    d[parts[-1]] = value
+    tmp = path + ".new"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(user))
+        compat.fsync(f)
+    compat.replace(tmp, path)
 
 
 def build(flat):
@@ -212,10 +246,27 @@ def build(flat):
     return cfg
 
 
+def schema_row(key):
+    """One key's schema row, read line by line (schema.json holds one key a
+    line), so checking a single value never parses the whole schema."""
+    here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+    want = json.dumps(key) + ":"
+    with open(here + "/schema.json") as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith(want):
+                return json.loads(line[len(want) :].rstrip(","))
+    raise ConfigError(key, "unknown key")
+
+
 def _cross_check(cfg):
-    if not cfg["domains"]:
+    _check_domains(cfg["domains"])
+
+
+def _check_domains(domains):
+    if not domains:
         raise ConfigError("domains", "needs at least one local domain")
-    for d in cfg["domains"]:
+    for d in domains:
         if not d or " " in d or "@" in d:
             raise ConfigError("domains", "bad domain %s" % json.dumps(d))
 
@@ -225,6 +276,8 @@ class Config:
 
     def __init__(self, values):
         self._v = values
+        self.path = ""  # the config file (config set writes it)
+        self.profile_arg = None
         self.lan_nets = [parse_cidr("lan", s) for s in values["lan"]]
 
     def __getitem__(self, key):
@@ -256,5 +309,9 @@ class Config:
         return False
 
     def show(self, key):
-        """The value of `key` as JSON text, or raise KeyError."""
-        return json.dumps(self._v[key])
+        """The value of `key` as JSON text, or raise KeyError. Passwords are
+        never shown: only whether one is set (DESIGN.md, console contract)."""
+        v = self._v[key]
+        if key.endswith("password") and v:
+            return '"********" (set)'
+        return json.dumps(v)

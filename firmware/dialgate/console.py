@@ -5,7 +5,9 @@ or over the UART/stdin on a board. Commands live in one table; each feature
 adds its rows with `Commands.add()` when the gateway starts.
 """
 
-from . import log
+import json
+
+from . import config, log
 from .proto import Session
 
 
@@ -159,8 +161,29 @@ def cmd_config_get(gw, args):
         raise CommandError("unknown key %s" % key)
 
 
+def cmd_config_set(gw, args):
+    need(args, 2, "config set KEY VALUE")
+    key = args[0]
+    text = " ".join(args[1:])
+    try:
+        value = json.loads(text)  # 8, true, ["127.0.0.1:25"], "quoted"
+    except ValueError:
+        value = text  # a bare word is a string: config set relay.smarthost 10.0.0.1:25
+    try:
+        config.save_setting(gw.cfg, key, value)
+    except config.ConfigError as e:
+        raise CommandError(str(e))
+    except OSError as e:
+        raise CommandError("cannot write %s: %s" % (gw.cfg.path, e))
+    shown = '"********"' if key.endswith("password") else json.dumps(value)
+    log.info("console: config set %s = %s", key, shown)
+    return ["%s = %s saved in %s; restart to apply" % (key, shown, gw.cfg.path)]
+
+
 def add_base_commands(commands):
     commands.add("help", cmd_help, "help [COMMAND]", "list commands, or show one")
     commands.add("status", lambda gw, a: gw.status_lines(), "status", "uptime, heap, connections, link, spool")
     commands.add("log", cmd_log, "log [N]", "the last N log lines (default 20)")
     commands.add("config get", cmd_config_get, "config get KEY", "show one configuration value")
+    commands.add("config set", cmd_config_set, "config set KEY VALUE", "check and save one value (at restart)",
+                 secret=True)

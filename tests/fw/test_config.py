@@ -108,3 +108,15 @@ def test_bad_json_and_missing_file_and_profile():
         assert str(e).startswith("config: cannot read /nonexistent/dialgate.json")
     else:
         raise AssertionError("missing file accepted")
+
+
+def test_schema_file_holds_one_key_a_line():
+    # config.schema_row() (config set) reads it line by line
+    for key in config.schema():
+        assert config.schema_row(key) == config.schema()[key], key
+    try:
+        config.schema_row("no.such.key")
+    except config.ConfigError as e:
+        assert str(e) == "no.such.key: unknown key"
+    else:
+        raise AssertionError("unknown key accepted")

@@ -1,7 +1,7 @@
 """Console: every reply ends in OK or ERR <reason>; framing over the session."""
 
 import fwtest
-from dialgate import log
+from dialgate import compat, log
 from dialgate.app import Gateway
 from dialgate.console import CommandError, ConsoleSession
 
@@ -77,3 +77,57 @@ def test_binary_garbage_gets_error_and_console_keeps_serving():
     assert out[2] == "ERR not UTF-8 text"
     assert out[3] == "ERR line too long (max 512 octets)"
     assert out[4:] == ['lan = ["127.0.0.1/32"]', "OK"], out
+
+
+def _gw_from_file(d, user):
+    import json
+
+    from dialgate import config
+
+    p = d + "/dialgate.json"
+    with open(p, "w") as f:
+        f.write(json.dumps(user))
+    return Gateway(config.load(p)), p
+
+
+def test_config_set_checks_then_saves_for_next_start():
+    from dialgate import config
+
+    d = fwtest.tempdir("set")
+    try:
+        gw, p = _gw_from_file(d, {"profile": "host", "spool": {"path": d + "/spool"}})
+        run = gw.commands.run
+        out = run(gw, "config set net.max_connections 4")
+        assert out[-1] == "OK" and out[0].startswith("net.max_connections = 4 saved in"), out
+        out = run(gw, "config set relay.smarthost smtp.isp.test:587")
+        assert out[-1] == "OK", out
+        assert run(gw, "config set smtp.listen [\"127.0.0.1:2600\", \"127.0.0.1:2601\"]")[-1] == "OK"
+        with open(p) as f:
+            before = f.read()
+        assert run(gw, "config set net.max_connections many") == [
+            "ERR net.max_connections: expected an integer, got a string"]
+        assert run(gw, "config set smpt.listen []") == ["ERR smpt.listen: unknown key"]
+        assert run(gw, "config set net.max_connections") == ["ERR usage: config set KEY VALUE"]
+        with open(p) as f:
+            assert f.read() == before  # a refused value leaves the file as it was
+        assert not compat.exists(p + ".new")
+        cfg = config.load(p)  # what the next start sees
+        assert cfg["net.max_connections"] == 4
+        assert cfg["relay.smarthost"] == "smtp.isp.test:587"
+        assert cfg["smtp.listen"] == ["127.0.0.1:2600", "127.0.0.1:2601"]
+        assert gw.cfg["net.max_connections"] == 16  # the running gateway is unchanged
+    finally:
+        fwtest.rmtree(d)
+
+
+def test_passwords_are_never_shown():
+    d = fwtest.tempdir("set")
+    try:
+        gw, p = _gw_from_file(d, {"profile": "host", "relay": {"password": "s3cret"}})
+        out = gw.commands.run(gw, "config get relay.password")
+        assert out == ['relay.password = "********" (set)', "OK"], out
+        assert gw.commands.run(gw, "config get link.password") == ['link.password = ""', "OK"]
+        out = gw.commands.run(gw, "config set relay.password n3w-s3cret")
+        assert "n3w-s3cret" not in out[0] and out[-1] == "OK", out
+    finally:
+        fwtest.rmtree(d)
