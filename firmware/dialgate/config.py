@@ -193,37 +193,6 @@ def load(path, profile=None):
     return cfg
 
 
-def save_setting(cfg, key, value):
-    """`config set`: write `key` = `value` into the config file, checked first.
-
-    The value is checked against its schema row; then the file is rewritten
-    whole through a temporary file (fsync, atomic replace). Takes effect at the
-    next start. Raises ConfigError naming what is wrong (nothing written).
-    """
-    path = cfg.path
-    if not path:
-        raise ConfigError(key, "this gateway was not started from a config file")
-    # The other keys passed at start-up; this one is checked on its own.
-    _check(key, schema_row(key), value)
-    if key == "domains":
-        _check_domains(value)
-    if key == "profile":
-        _profile_path(value, path)
-    user = _read_json(path, "config")
-    d = user
-    parts = key.split(".")
-    for p in parts[:-1]:
-        if not isinstance(d.get(p), dict):
-            d[p] = {}
-        d = d[p]
-    d[parts[-1]] = value
-    tmp = path + ".new"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(user))
-        compat.fsync(f)
-    compat.replace(tmp, path)
-
-
 def build(flat):
     """Check a flat {dotted key: value} dict and fill in defaults -> Config."""
     sch = schema()
@@ -244,19 +213,6 @@ def build(flat):
     cfg = Config(sch)
     _cross_check(cfg)
     return cfg
-
-
-def schema_row(key):
-    """One key's schema row, read line by line (schema.json holds one key a
-    line), so checking a single value never parses the whole schema."""
-    here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
-    want = json.dumps(key) + ":"
-    with open(here + "/schema.json") as f:
-        for line in f:
-            line = line.strip()
-            if line.startswith(want):
-                return json.loads(line[len(want) :].rstrip(","))
-    raise ConfigError(key, "unknown key")
 
 
 def _cross_check(cfg):

@@ -5,9 +5,7 @@ or over the UART/stdin on a board. Commands live in one table; each feature
 adds its rows with `Commands.add()` when the gateway starts.
 """
 
-import json
-
-from . import config, log
+from . import log
 from .proto import Session
 
 
@@ -162,22 +160,9 @@ def cmd_config_get(gw, args):
 
 
 def cmd_config_set(gw, args):
-    need(args, 2, "config set KEY VALUE")
-    key = args[0]
-    text = " ".join(args[1:])
-    try:
-        value = json.loads(text)  # 8, true, ["127.0.0.1:25"], "quoted"
-    except ValueError:
-        value = text  # a bare word is a string: config set relay.smarthost 10.0.0.1:25
-    try:
-        config.save_setting(gw.cfg, key, value)
-    except config.ConfigError as e:
-        raise CommandError(str(e))
-    except OSError as e:
-        raise CommandError("cannot write %s: %s" % (gw.cfg.path, e))
-    shown = '"********"' if key.endswith("password") else json.dumps(value)
-    log.info("console: config set %s = %s", key, shown)
-    return ["%s = %s saved in %s; restart to apply" % (key, shown, gw.cfg.path)]
+    from .config_edit import config_set  # only an operator's edit needs it
+
+    return config_set(gw, args)
 
 
 def add_base_commands(commands):

@@ -3,7 +3,7 @@
 import json
 
 import fwtest
-from dialgate import config
+from dialgate import config, config_edit
 
 
 def _write(d, obj):
@@ -111,11 +111,11 @@ def test_bad_json_and_missing_file_and_profile():
 
 
 def test_schema_file_holds_one_key_a_line():
-    # config.schema_row() (config set) reads it line by line
+    # config_edit.schema_row() (config set) reads it line by line
     for key in config.schema():
-        assert config.schema_row(key) == config.schema()[key], key
+        assert config_edit.schema_row(key) == config.schema()[key], key
     try:
-        config.schema_row("no.such.key")
+        config_edit.schema_row("no.such.key")
     except config.ConfigError as e:
         assert str(e) == "no.such.key: unknown key"
     else:

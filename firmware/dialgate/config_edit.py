@@ -1,0 +1,73 @@
+"""`config set`: check one value and save it in the config file for the next start.
+
+Loaded only when an operator uses the command (console.cmd_config_set).
+"""
+
+import json
+
+from . import compat, log
+from .config import ConfigError, _check, _check_domains, _profile_path, _read_json
+from .console import CommandError, need
+
+
+def schema_row(key):
+    """One key's schema row, read line by line (schema.json holds one key a
+    line), so checking a single value never parses the whole schema."""
+    here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+    want = json.dumps(key) + ":"
+    with open(here + "/schema.json") as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith(want):
+                return json.loads(line[len(want) :].rstrip(","))
+    raise ConfigError(key, "unknown key")
+
+
+def save_setting(cfg, key, value):
+    """`config set`: write `key` = `value` into the config file, checked first.
+
+    The value is checked against its schema row; then the file is rewritten
+    whole through a temporary file (fsync, atomic replace). Takes effect at the
+    next start. Raises ConfigError naming what is wrong (nothing written).
+    """
+    path = cfg.path
+    if not path:
+        raise ConfigError(key, "this gateway was not started from a config file")
+    # The other keys passed at start-up; this one is checked on its own.
+    _check(key, schema_row(key), value)
+    if key == "domains":
+        _check_domains(value)
+    if key == "profile":
+        _profile_path(value, path)
+    user = _read_json(path, "config")
+    d = user
+    parts = key.split(".")
+    for p in parts[:-1]:
+        if not isinstance(d.get(p), dict):
+            d[p] = {}
+        d = d[p]
+    d[parts[-1]] = value
+    tmp = path + ".new"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(user))
+        compat.fsync(f)
+    compat.replace(tmp, path)
+
+
+def config_set(gw, args):
+    need(args, 2, "config set KEY VALUE")
+    key = args[0]
+    text = " ".join(args[1:])
+    try:
+        value = json.loads(text)  # 8, true, ["127.0.0.1:25"], "quoted"
+    except ValueError:
+        value = text  # a bare word is a string: config set relay.smarthost 10.0.0.1:25
+    try:
+        save_setting(gw.cfg, key, value)
+    except ConfigError as e:
+        raise CommandError(str(e))
+    except OSError as e:
+        raise CommandError("cannot write %s: %s" % (gw.cfg.path, e))
+    shown = '"********"' if key.endswith("password") else json.dumps(value)
+    log.info("console: config set %s = %s", key, shown)
+    return ["%s = %s saved in %s; restart to apply" % (key, shown, gw.cfg.path)]
