@@ -1,7 +1,9 @@
 """Lint rules that keep firmware/ runnable on a board.
 
 Default mode (structural, via `ast`):
-  * only `compat.py` may test the runtime (`sys.implementation`) or catch ImportError;
+  * only `compat.py` may test the runtime (`sys.implementation`); only the compat
+    family (`compat.py`, `compat_*.py`, which branch on `compat.MICROPYTHON`)
+    may catch ImportError or use attributes the unix port lacks;
   * every module imported at module level must import under the MicroPython
     unix port; CPython-only modules (pyserial, dnspython, ...) may be imported
     only lazily, inside functions of compat / link* / modem* modules;
@@ -56,6 +58,7 @@ def structural(upy: str, root: Path = ROOT) -> list[str]:
         mod = path.stem
         tree = ast.parse(path.read_text(), str(rel))
         allow_lazy = mod.startswith(LAZY_CPYTHON_OK)
+        family = mod == "compat" or mod.startswith("compat_")
         src = path.read_text()
         if mod != "compat" and "sys.implementation" in src:
             problems.append(f"{rel}: tests the runtime (sys.implementation); only compat.py may")
@@ -64,7 +67,7 @@ def structural(upy: str, root: Path = ROOT) -> list[str]:
             if isinstance(node, ast.ExceptHandler):
                 if node.type is None:
                     problems.append(f"{where}: bare `except:`")
-                elif mod != "compat" and "ImportError" in ast.dump(node.type):
+                elif not family and "ImportError" in ast.dump(node.type):
                     problems.append(f"{where}: catches ImportError; feature tests belong in compat.py")
             elif isinstance(node, ast.Assert):
                 problems.append(f"{where}: `assert` in firmware (use a real check)")
@@ -74,7 +77,7 @@ def structural(upy: str, root: Path = ROOT) -> list[str]:
             ):
                 problems.append(f"{where}: type annotation in firmware")
         stdlib_names = {a.asname or a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
-        if mod != "compat":
+        if not family:
             # os.fsync, os.replace, os.makedirs ...: the board stubs keep CPython's
             # names for these, so ask the unix port itself whether they exist.
             for node in ast.walk(tree):

@@ -162,8 +162,10 @@ class Gateway:
         if not cert:
             return None
         key = self.cfg[kind + ".tls_key"] or cert
+        from .compat_tls import tls_server_context
+
         try:
-            ctx = compat.tls_server_context(cert, key)
+            ctx = tls_server_context(cert, key)
         except (OSError, ValueError) as e:
             raise StartError("%s.tls_cert: cannot load %s / %s (%s)" % (kind, cert, key, e))
         if ctx is None:

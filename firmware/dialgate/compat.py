@@ -347,42 +347,6 @@ def peer_of(stream):
     return ("?", 0)
 
 
-class _CPythonStream:
-    """Gives CPython's (reader, writer) pair the MicroPython Stream subset:
-    readinto, write, drain, close, wait_closed, get_extra_info."""
-
-    def __init__(self, reader, writer):
-        self._r = reader
-        self._w = writer
-
-    async def readinto(self, buf):
-        data = await self._r.read(len(buf))
-        n = len(data)
-        buf[:n] = data
-        return n
-
-    async def read(self, n):
-        return await self._r.read(n)
-
-    def write(self, data):
-        self._w.write(data)
-
-    async def drain(self):
-        await self._w.drain()
-
-    def close(self):
-        self._w.close()
-
-    async def wait_closed(self):
-        try:
-            await self._w.wait_closed()
-        except (OSError, asyncio.CancelledError):
-            pass
-
-    def get_extra_info(self, name):
-        return self._w.get_extra_info(name)
-
-
 if MICROPYTHON:
 
     async def start_server(cb, host, port, backlog=5):
@@ -401,115 +365,20 @@ if MICROPYTHON:
         except OSError:
             pass
 
-else:
+else:  # CPython's (reader, writer) pairs: the adapter lives in compat_cpython, never loaded on a board
 
     async def start_server(cb, host, port, backlog=5):
-        async def wrap(reader, writer):
-            await cb(_CPythonStream(reader, writer))
+        from .compat_cpython import start_server as f
 
-        return await asyncio.start_server(wrap, host, port, backlog=backlog, reuse_address=True)  # pyright: ignore[reportCallIssue]
+        return await f(cb, host, port, backlog)
 
     async def open_connection(host, port):
-        r, w = await asyncio.open_connection(host, port)
-        return _CPythonStream(r, w)
+        from .compat_cpython import open_connection as f
+
+        return await f(host, port)
 
     async def wait_closed(stream):
         await stream.wait_closed()
-
-
-# ---- inbound TLS: STARTTLS (RFC 3207) / STLS (RFC 2595) on our listeners -------
-
-
-def tls_server_context(cert, key):
-    """Server SSLContext from PEM files `cert` and `key`, or None where this
-    runtime (a board build without ssl) cannot do TLS: then STARTTLS is not offered."""
-    try:
-        import ssl
-    except ImportError:
-        return None
-    if not hasattr(ssl, "SSLContext"):
-        return None
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    if MICROPYTHON:  # mbedTLS here takes DER bytes, not PEM file names
-        ctx.load_cert_chain(_der(cert, b"CERTIFICATE"), _der(key, b"PRIVATE KEY"))
-    else:
-        ctx.load_cert_chain(cert, key)
-    return ctx
-
-
-def _der(path, kind):
-    """The first PEM block of `kind` (b"CERTIFICATE", b"PRIVATE KEY") in the file at
-    `path` as DER bytes; a file without PEM armour is taken as DER already."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if data.find(b"-----BEGIN") < 0:
-        return data
-    body = None
-    for line in data.split(b"\n"):
-        line = line.strip()
-        if body is None:
-            if line.startswith(b"-----BEGIN") and kind in line:
-                body = []
-        elif line.startswith(b"-----END"):
-            return binascii.a2b_base64(b"".join(body))
-        else:
-            body.append(line)
-    raise ValueError("%s: no PEM %s block" % (path, kind.decode()))
-
-
-if MICROPYTHON:
-
-    async def start_tls_server(stream, ctx):
-        """Server side of STARTTLS by hand (MicroPython asyncio has no start_tls):
-        wrap the socket under the stream; the handshake runs non-blocking on first
-        use. The stream has no read buffer, so nothing sent before it survives."""
-        ss = ctx.wrap_socket(stream.s, server_side=True, do_handshake_on_connect=False)  # type: ignore
-        ss.setblocking(False)
-        return _TlsServerStream(asyncio.StreamReader(ss, stream.e))  # type: ignore  # Stream(s, extra)
-
-    class _TlsServerStream:
-        """A MicroPython Stream over a non-blocking TLS socket. Its readinto() gives
-        None while handshake records are exchanged: wait for real data instead."""
-
-        def __init__(self, st):
-            self.st = st
-
-        async def readinto(self, buf):
-            while True:
-                n = await self.st.readinto(buf)
-                if n is not None:
-                    return n
-
-        def write(self, data):
-            self.st.write(data)
-
-        async def drain(self):
-            await self.st.drain()
-
-        def close(self):
-            self.st.close()
-
-        async def wait_closed(self):
-            await self.st.wait_closed()
-
-        def get_extra_info(self, name):
-            return self.st.get_extra_info(name)
-
-else:
-
-    async def start_tls_server(stream, ctx):
-        """Server side of STARTTLS: TLS over the same transport, read through a fresh
-        StreamReader so bytes the client sent before the handshake, already in the
-        old reader's buffer, are dropped (RFC 3207 §4.2)."""
-        loop = asyncio.get_running_loop()  # type: ignore  # CPython only (board stubs lack it)
-        w = stream._w
-        await w.drain()
-        reader = asyncio.StreamReader()  # type: ignore
-        protocol = asyncio.StreamReaderProtocol(reader)  # type: ignore
-        transport = await loop.start_tls(w.transport, protocol, ctx, server_side=True)
-        protocol.connection_made(transport)
-        writer = asyncio.StreamWriter(transport, protocol, reader, loop)  # type: ignore
-        return _CPythonStream(reader, writer)
 
 
 def stdin_stream():

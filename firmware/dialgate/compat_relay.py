@@ -7,7 +7,7 @@ Part of the compat family: the only other place that may branch on the runtime
 
 import asyncio
 
-from .compat import MICROPYTHON, _CPythonStream, urandom
+from .compat import MICROPYTHON, urandom
 
 
 def tls_client_context(ca_file, verify):
@@ -16,12 +16,14 @@ def tls_client_context(ca_file, verify):
     import ssl
 
     if MICROPYTHON:
+        from .compat_tls import pem_to_der
+
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         if verify:
             if not ca_file:
                 raise ValueError("a CA file is needed to verify certificates on a board")
             with open(ca_file, "rb") as f:
-                ctx.load_verify_locations(cadata=_pem_to_der(f.read()))
+                ctx.load_verify_locations(cadata=pem_to_der(f.read()))
             ctx.verify_mode = ssl.CERT_REQUIRED
         else:
             ctx.verify_mode = ssl.CERT_NONE
@@ -31,26 +33,6 @@ def tls_client_context(ca_file, verify):
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
-
-
-def _pem_to_der(data):
-    """MicroPython's mbedTLS wants DER: every PEM certificate in `data`, decoded
-    line by line (no big copies) and concatenated; DER input is returned as it is."""
-    import binascii
-
-    if b"-----BEGIN" not in data:
-        return data
-    out = bytearray()
-    inside = False
-    for line in data.split(b"\n"):
-        line = line.strip()
-        if line.startswith(b"-----BEGIN CERTIFICATE"):
-            inside = True
-        elif line.startswith(b"-----END"):
-            inside = False
-        elif inside and line:
-            out.extend(binascii.a2b_base64(line))
-    return bytes(out)
 
 
 if MICROPYTHON:
@@ -113,8 +95,10 @@ if MICROPYTHON:
 else:
 
     async def open_tls_connection(host, port, ctx, server_hostname):
+        from .compat_cpython import Stream
+
         r, w = await asyncio.open_connection(host, port, ssl=ctx, server_hostname=server_hostname)
-        return _CPythonStream(r, w)
+        return Stream(r, w)
 
     async def start_tls(stream, ctx, server_hostname):
         await stream._w.start_tls(ctx, server_hostname=server_hostname)  # CPython >= 3.11

@@ -221,7 +221,9 @@ class Net:
         s = conn.session
         ctx = s.tls
         fr.reset()
-        conn.stream = await compat.start_tls_server(conn.stream, ctx)
+        from .compat_tls import start_tls_server
+
+        conn.stream = await start_tls_server(conn.stream, ctx)
         conn.last = compat.ticks_ms()
         s.on_tls()
         return conn.stream

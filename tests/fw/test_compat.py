@@ -63,3 +63,22 @@ def test_peer_of_decodes_both_forms():
     assert compat.peer_of(T(("10.0.0.1", 25))) == ("10.0.0.1", 25)
     raw = bytearray(b"\x02\x00\x09\xc5\x7f\x00\x00\x02" + b"\x00" * 8)
     assert compat.peer_of(T(raw)) == ("127.0.0.2", 2501)
+
+
+def test_pem_to_der_picks_blocks_by_kind():
+    import binascii
+
+    from dialgate.compat_tls import pem_to_der
+
+    def block(kind, raw):
+        b64 = binascii.b2a_base64(raw).strip()
+        return b"-----BEGIN " + kind + b"-----\n" + b64[:8] + b"\n" + b64[8:] + b"\n-----END " + kind + b"-----\n"
+
+    key = block(b"PRIVATE KEY", b"k" * 20)
+    chain = block(b"CERTIFICATE", b"one-cert-der") + key + block(b"CERTIFICATE", b"two-cert-der")
+    assert pem_to_der(chain) == b"one-cert-dertwo-cert-der"  # a CA file: every certificate
+    assert pem_to_der(chain, b"CERTIFICATE", True) == b"one-cert-der"  # a server certificate: the first
+    assert pem_to_der(chain, b"PRIVATE KEY", True) == b"k" * 20  # key and certificate in one file
+    assert pem_to_der(block(b"EC PRIVATE KEY", b"ec"), b"PRIVATE KEY", True) == b"ec"
+    assert pem_to_der(b"\x30\x82raw-der") == b"\x30\x82raw-der"  # no armour: DER already
+    assert pem_to_der(key, b"CERTIFICATE") == b""  # nothing of that kind
