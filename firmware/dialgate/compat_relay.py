@@ -36,6 +36,7 @@ def tls_client_context(ca_file, verify):
 
 
 if MICROPYTHON:
+    from .compat_tls import Wrapped
 
     async def open_tls_connection(host, port, ctx, server_hostname):
         """Implicit TLS (SMTPS, port 465): a stream that is TLS from the first octet.
@@ -55,11 +56,11 @@ if MICROPYTHON:
         st.close()
         raise OSError("TLS handshake with %s timed out" % host)
 
-    class _Prefixed:
+    class _Prefixed(Wrapped):
         """A stream whose first octets were already read (the SMTPS greeting)."""
 
         def __init__(self, st, data):
-            self.st = st
+            Wrapped.__init__(self, st)
             self.s = st.s  # type: ignore
             self.pending = data
 
@@ -71,18 +72,6 @@ if MICROPYTHON:
                 self.pending = p[n:]
                 return n
             return await self.st.readinto(buf)
-
-        def write(self, data):
-            self.st.write(data)
-
-        async def drain(self):
-            await self.st.drain()
-
-        def close(self):
-            self.st.close()
-
-        async def wait_closed(self):
-            await self.st.wait_closed()
 
     async def start_tls(stream, ctx, server_hostname):
         """STARTTLS by hand (MicroPython asyncio has no start_tls): wrap the socket

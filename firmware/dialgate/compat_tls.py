@@ -58,6 +58,32 @@ def pem_to_der(data, kind=b"CERTIFICATE", first=False):
     return bytes(out)
 
 
+class Wrapped:
+    """A stream that hands everything but reading to the MicroPython Stream `st`;
+    subclasses change how it reads (TLS handshake records, octets read ahead)."""
+
+    def __init__(self, st):
+        self.st = st
+
+    async def readinto(self, buf):
+        return await self.st.readinto(buf)
+
+    def write(self, data):
+        self.st.write(data)
+
+    async def drain(self):
+        await self.st.drain()
+
+    def close(self):
+        self.st.close()
+
+    async def wait_closed(self):
+        await self.st.wait_closed()
+
+    def get_extra_info(self, name):
+        return self.st.get_extra_info(name)
+
+
 if MICROPYTHON:
 
     async def start_tls_server(stream, ctx):
@@ -68,33 +94,15 @@ if MICROPYTHON:
         ss.setblocking(False)
         return _TlsServerStream(asyncio.StreamReader(ss, stream.e))  # type: ignore  # Stream(s, extra)
 
-    class _TlsServerStream:
-        """A MicroPython Stream over a non-blocking TLS socket. Its readinto() gives
-        None while handshake records are exchanged: wait for real data instead."""
-
-        def __init__(self, st):
-            self.st = st
+    class _TlsServerStream(Wrapped):
+        """Over a non-blocking TLS socket readinto() gives None while handshake
+        records are exchanged: wait for real data instead."""
 
         async def readinto(self, buf):
             while True:
                 n = await self.st.readinto(buf)
                 if n is not None:
                     return n
-
-        def write(self, data):
-            self.st.write(data)
-
-        async def drain(self):
-            await self.st.drain()
-
-        def close(self):
-            self.st.close()
-
-        async def wait_closed(self):
-            await self.st.wait_closed()
-
-        def get_extra_info(self, name):
-            return self.st.get_extra_info(name)
 
 else:
     from .compat_cpython import start_tls_server  # noqa: F401

@@ -27,27 +27,12 @@ class Stored:
 
 import asyncio  # noqa: E402
 
-from dialgate import compat, relay  # noqa: E402
-from dialgate.delivery import Route, Router  # noqa: E402
-from dialgate.spool import Spool  # noqa: E402
+from gwparts import wire  # noqa: E402
+
+from dialgate import compat  # noqa: E402
+from dialgate.delivery import Route  # noqa: E402
 
 NOW = 1800000000  # a wall clock that is set
-
-
-class Link:
-    def __init__(self, up=True):
-        self.up = up
-        self.smtp_addr = None
-
-    def is_up(self):
-        return self.up
-
-
-class Users:
-    """users.UserStore's expand() for the router (the real store costs 20 KB of heap)."""
-
-    def expand(self, name):
-        return ["alice"] if name in ("alice", "alice@office.test") else []
 
 
 def _reply(text):
@@ -134,15 +119,7 @@ class Gw:
         for k in over or {}:
             _SAVED[k] = v[k]
             v[k] = over[k]
-        self.cfg = CFG
-        self.spool = Spool(root, 0)
-        self.spool.recover()
-        self.outq = self.spool.queue
-        self.maildrops = self.spool.maildrops
-        self.users = Users()
-        self.router = Router(self.cfg, self.users)
-        self.link = Link()
-        self.relay = relay.Relay(self)
+        wire(self, CFG, root)
         self.commands = None  # the console test adds a table
         self.servers = []
         self.script = {}  # FakeSmarthost kwargs per host (None: any host), or an OSError to raise

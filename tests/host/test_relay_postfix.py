@@ -22,38 +22,18 @@ N = 50
 SIZE = 4096
 
 
-class Users:
-    def expand(self, name):
-        return ["alice"] if name in ("alice", "alice@office.test") else []
-
-
-class Link:
-    smtp_addr = None
-
-    def is_up(self):
-        return True
-
-
 class Gw:
     """The parts of app.Gateway the relay uses, over a real spool."""
 
     def __init__(self, root, over):
+        from gwparts import wire
+
         from dialgate import config
-        from dialgate.delivery import Router
-        from dialgate.relay import Relay
-        from dialgate.spool import Spool
 
         flat = {"board.name": "host", "hostname": "gw.office.test", "domains": ["office.test"],
                 "spool.path": str(root), "spool.reserve": 0}
         flat.update(over)
-        self.cfg = config.build(flat)
-        self.spool = Spool(str(root), 0)
-        self.spool.recover()
-        self.outq = self.spool.queue
-        self.maildrops = self.spool.maildrops
-        self.router = Router(self.cfg, Users())
-        self.link = Link()
-        self.relay = Relay(self)
+        wire(self, config.build(flat), str(root))
 
     def queue(self, body, rcpts, sender="alice@office.test"):
         from dialgate.delivery import Route

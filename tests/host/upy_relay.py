@@ -9,36 +9,19 @@ import sys
 sys.path.insert(0, sys.argv[6])
 import asyncio
 
+from gwparts import wire
+
 from dialgate import config
-from dialgate.delivery import Route, Router
-from dialgate.relay import Relay
-from dialgate.spool import Spool
+from dialgate.delivery import Route
 
 root, port, ca, n, tls = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
-
-class Users:
-    def expand(self, name):
-        return ["alice"] if name in ("alice", "alice@office.test") else []
-
-class Link:
-    smtp_addr = None
-    def is_up(self):
-        return True
 
 class Gw:
     pass
 
-gw = Gw()
-gw.cfg = config.build({"board.name": "host", "hostname": "gw.office.test", "domains": ["office.test"],
+gw = wire(Gw(), config.build({"board.name": "host", "hostname": "gw.office.test", "domains": ["office.test"],
     "spool.path": root, "spool.reserve": 0, "relay.smarthost": "127.0.0.1:" + str(port), "relay.tls": tls,
-    "relay.ca_file": ca, "relay.tls_name": "isp.test", "relay.user": "gw", "relay.password": "secret"})
-gw.spool = Spool(root, 0)
-gw.spool.recover()
-gw.outq = gw.spool.queue
-gw.maildrops = gw.spool.maildrops
-gw.router = Router(gw.cfg, Users())
-gw.link = Link()
-gw.relay = Relay(gw)
+    "relay.ca_file": ca, "relay.tls_name": "isp.test", "relay.user": "gw", "relay.password": "secret"}), root)
 for i in range(n):
     w = gw.spool.writer()
     w.write(b"From: alice@office.test\r\nTo: bob@example.com\r\nSubject: upy %d\r\nMessage-ID: <upy%d@office.test>\r\n\r\n" % (i, i))
