@@ -39,9 +39,8 @@ async def converse(relay, host, port, name, client):
 
 async def _converse(relay, host, port, name, client):
     tls = relay.cfg["relay.tls"]
-    ctx = None if tls == "none" else relay.tls_context()
     if tls == "implicit":
-        stream = await compat_relay.open_tls_connection(host, port, ctx, name)
+        stream = await compat_relay.open_tls_connection(host, port, relay.tls_context(), name)
     else:
         stream = await compat.open_connection(host, port)
     size = relay.cfg["board.buffer"]
@@ -78,7 +77,9 @@ async def _converse(relay, host, port, name, client):
                     client.failed = (0, b"data after STARTTLS reply")
                     break
                 await stream.drain()
-                stream = await compat_relay.start_tls(stream, ctx, name)
+                # the context only now: a smarthost that offers no STARTTLS to an
+                # opportunistic client needs none (nor a CA file on a board)
+                stream = await compat_relay.start_tls(stream, relay.tls_context(), name)
                 write(client.tls_started())
             await stream.drain()
     finally:

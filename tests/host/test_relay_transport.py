@@ -23,7 +23,18 @@ async def fake_server(behaviour: str, seen: list):
                 return
             seen.append(line)
             verb = line[:4].upper()
-            if verb == b"EHLO":
+            if behaviour == "plain" and verb == b"EHLO":
+                writer.write(b"250-fake.test\r\n250 PIPELINING\r\n")  # no STARTTLS
+            elif behaviour == "plain" and verb == b"DATA":
+                writer.write(b"354 go\r\n")
+                await writer.drain()
+                await reader.readuntil(b"\r\n.\r\n")
+                writer.write(b"250 2.0.0 queued\r\n")
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                await writer.drain()
+                return
+            elif verb == b"EHLO":
                 writer.write(b"250-fake.test\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 8BITMIME\r\n")
             elif verb == b"STAR":
                 writer.write(b"220 go ahead\r\n250 injected before the handshake\r\n")
@@ -42,7 +53,7 @@ async def fake_server(behaviour: str, seen: list):
     return await asyncio.start_server(handle, "127.0.0.1", 0)
 
 
-def run_against(tmp_path, behaviour, tls="none", timeout=300):
+def run_against(tmp_path, behaviour, tls="none", timeout=300, verify=False):
     seen: list = []
 
     async def main(gw):
@@ -55,7 +66,7 @@ def run_against(tmp_path, behaviour, tls="none", timeout=300):
             srv.close()
 
     over = {"relay.smarthost": "127.0.0.1:1", "relay.tls": tls, "relay.timeout": timeout,
-            "relay.tls_verify": False}
+            "relay.tls_verify": verify}
     gw = Gw(tmp_path / "spool", over)
     mid = gw.queue(message(1, 3000), ["bob@example.com"])
     t0 = time.monotonic()
@@ -87,3 +98,21 @@ def test_octets_after_starttls_220_end_the_session(tmp_path):
     assert "data after STARTTLS reply" in rec.rcpts[0].reply or "unexpected reply" in rec.rcpts[0].reply, \
         rec.rcpts[0].reply
     assert not any(ln.startswith(b"MAIL") for ln in seen)
+
+
+def test_opportunistic_without_starttls_needs_no_tls_context(tmp_path, monkeypatch):
+    # A board with certificate checks on but no CA file cannot build a context;
+    # a smarthost that offers no STARTTLS must still get the mail (make run
+    # under MicroPython: the emulated ISP speaks plain SMTP).
+    from dialgate.relay import Relay
+
+    def no_context(self):
+        raise ValueError("a CA file is needed to verify certificates on a board")
+
+    monkeypatch.setattr(Relay, "tls_context", no_context)
+    gw, mid, seen, _ = run_against(tmp_path, "plain", tls="opportunistic", verify=True)
+    assert not any(ln.startswith(b"STARTTLS") for ln in seen)
+    assert gw.relay.state.delivered == 1 and gw.outq.ids() == [], gw.outq.ids()
+    gw2, _, seen2, _ = run_against(tmp_path / "2", "drop", tls="opportunistic", verify=True)
+    assert not any(ln.startswith(b"MAIL") for ln in seen2)  # offered STARTTLS, no context: nothing in clear
+    assert gw2.outq.ids() and gw2.relay.state.delivered == 0
