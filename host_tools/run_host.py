@@ -7,7 +7,9 @@ Starts three processes, wired as the `host` board profile expects:
 * the emulated modem (host_tools/modem_emulator.py): serial side 127.0.0.1:2700,
   33,600 bps line; while a call is up it carries 127.0.0.1:2526 -> ISP:2600 and
   ISP-side 127.0.0.1:2625 -> gateway SMTP 127.0.0.1:2525;
-* the gateway under CPython with configs/host.json.
+* the gateway under CPython with configs/host.json, or with `--upy HEAP` under
+  the MicroPython unix port at that heap, from .mpy files as a board runs it
+  (with a board's 1024-octet buffers).
 
 Prints what listens where; Ctrl-C or SIGTERM stops everything cleanly.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,12 +32,15 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", type=Path, default=ROOT / "run", help="state: spool, log, ISP mail (default run/)")
+    ap.add_argument("--upy", metavar="HEAP", help="run the gateway under MicroPython at this heap (e.g. 128K)")
     a = ap.parse_args(argv)
     run = a.dir.resolve()
     run.mkdir(parents=True, exist_ok=True)
     cfg = json.loads((ROOT / "configs" / "host.json").read_text())
     cfg.setdefault("spool", {})["path"] = str(run / "spool")
     cfg.setdefault("log", {})["file"] = str(run / "log" / "dialgate.log")
+    if a.upy:
+        cfg.setdefault("board", {})["buffer"] = 1024  # boards/pico_w.json: a board's buffers, not the PC's
     (run / "config.json").write_text(json.dumps(cfg, indent=1))
     env = dict(os.environ, PYTHONPATH=str(ROOT / "firmware"))
     procs: list[tuple[str, subprocess.Popen]] = []
@@ -47,9 +53,18 @@ def main(argv: list[str] | None = None) -> int:
         [py, "-m", "host_tools.modem_emulator", "--serial", "127.0.0.1:2700", "--bps", "33600",
          "--time-scale", "0.1"], cwd=ROOT)))
     time.sleep(0.5)  # let the peers listen before the gateway starts
-    procs.append(("gateway", subprocess.Popen(
-        [py, "-m", "dialgate", "--config", str(run / "config.json")], cwd=ROOT, env=env)))
-    print("dialgate (make run): SMTP 127.0.0.1:2525, POP3 127.0.0.1:1110, console 127.0.0.1:2323", flush=True)
+    if a.upy:
+        from host_tools.upy_test import build_tree
+
+        tree = run / "mpy"
+        build_tree(tree, compiled=True)
+        shutil.copy(ROOT / "firmware" / "main.py", tree / "main.py")
+        gw_cmd = [str(Path(py).parent / "micropython"), "-X", f"heapsize={a.upy}", str(tree / "main.py")]
+    else:
+        gw_cmd = [py, "-m", "dialgate"]
+    procs.append(("gateway", subprocess.Popen(gw_cmd + ["--config", str(run / "config.json")], cwd=ROOT, env=env)))
+    runtime = f"MicroPython at {a.upy} heap" if a.upy else "CPython"
+    print(f"dialgate (make run, {runtime}): SMTP 127.0.0.1:2525, POP3 127.0.0.1:1110, console 127.0.0.1:2323", flush=True)
     print("  emulated modem on 127.0.0.1:2700 (33,600 bps), emulated ISP smtp.isp.test on 127.0.0.1:2600", flush=True)
     print("  console: make console (or python3 -m host_tools.console_client); `dial` goes online", flush=True)
 
