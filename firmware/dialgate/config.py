@@ -217,6 +217,11 @@ def build(flat):
 
 def _cross_check(cfg):
     _check_domains(cfg["domains"])
+    for d in cfg["relay.etrn"]:  # RFC 1985 §3: a domain, "@domain" or "#queue"
+        if not d or " " in d:
+            raise ConfigError("relay.etrn", "bad ETRN argument %s" % json.dumps(d))
+    if cfg["relay.etrn"] and not cfg["relay.smarthost"]:
+        raise ConfigError("relay.etrn", "needs relay.smarthost (ETRN is sent to the ISP's server)")
 
 
 def _check_domains(domains):

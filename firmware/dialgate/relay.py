@@ -15,6 +15,7 @@ from . import compat, log
 
 TICK_MS = compat.const(1000)  # how often the runner looks at the link and the queue
 DUE_CHECK_MS = compat.const(5000)
+ETRN_TRIES = compat.const(3)
 class RelayState:
     """Counters kept across reboots in SPOOL/relay.json: online session number,
     delivered/deferred/bounced, ids already sent a delay warning."""
@@ -70,6 +71,7 @@ class Relay:
         self.last_run = "none yet"
         self.round_trips = 0  # client turns in the last run
         self.etrn_results = []  # [(code, text)] of the last run's ETRN commands
+        self.etrn_left = 0  # tries left this online session to send relay.etrn
         self.rbuf = None
         self.ctx = None
         self.last_io = 0  # ticks of the last octet moved (relay_conn)
@@ -105,14 +107,19 @@ class Relay:
         if self.kicked or n != self.last_len or compat.ticks_diff(t, self.last_due) >= DUE_CHECK_MS:
             self.last_due = t
             self.last_len = n
-            if self.kicked or self.due(compat.wall_time()):
+            etrn = self.cfg["relay.etrn"] if self.etrn_left > 0 else None
+            if self.kicked or etrn or self.due(compat.wall_time()):
                 self.kicked = False
-                await self.run_once()
+                await self.run_once(etrn)
 
     def new_session(self):
         """The link came up: a new online session (counted on flash)."""
         self.state.session += 1
         self.tried = {}
+        # relay.etrn: once per session ask the ISP to release the office's held
+        # mail (RFC 1985), on the queue run's connection; a failed try is
+        # repeated at the due-check pace, ETRN_TRIES times at most
+        self.etrn_left = ETRN_TRIES if self.cfg["relay.etrn"] else 0
         self.state.save()
         log.info("relay: online session %d", self.state.session)
 
@@ -140,7 +147,26 @@ class Relay:
     async def run_once(self, etrn=None):
         from .relay_run import run_once
 
-        await run_once(self, etrn)
+        try:
+            await run_once(self, etrn)
+        finally:
+            if etrn:
+                self._etrn_done(etrn)
+
+    def _etrn_done(self, etrn):
+        """Log the ISP's answers to ETRN; a 2xx (RFC 1985 §5: 250-253) ends the
+        tries for this session, as does a 5xx (asking again will not help)."""
+        res = self.etrn_results
+        for i in range(len(res)):
+            log.info("relay: ETRN %s: %d %s", etrn[i] if i < len(etrn) else "?", res[i][0],
+                     res[i][1].decode("utf-8", "replace"))
+        if res and res[0][0] // 100 in (2, 5):
+            self.etrn_left = 0
+        else:
+            self.etrn_left -= 1
+            if not res:
+                log.warn("relay: ETRN not sent (no connection to the smarthost)%s",
+                         "; will try again" if self.etrn_left > 0 else "")
 
     def make_client(self, src, domain, etrn=None):
         """A fresh SmtpClient for one connection (AUTH and ETRN only towards the smarthost)."""

@@ -62,7 +62,7 @@ def host_config(over=None):
     }
     for k in over or {}:
         flat[k] = over[k]
-    _last_config[1] = None
+    _last_config[0] = _last_config[1] = None  # dropped first (heap); a failed build caches nothing
     cfg = config.build(flat)
     _last_config[0] = key
     _last_config[1] = cfg

@@ -42,8 +42,10 @@ def _reply(text):
 class FakeClient:
     """Stands in for SmtpClient: the relay hands it a QueueSource."""
 
-    def __init__(self, src):
+    def __init__(self, src, etrn=None):
         self.src = src
+        self.etrn = list(etrn or [])
+        self.etrn_results = []
         self.failed = None
         self.round_trips = 0
 
@@ -68,6 +70,9 @@ class FakeSmarthost:
         while True:
             env = src.next_envelope()
             if env is None:
+                for d in client.etrn:  # after the queue, on the same connection (RFC 1985)
+                    self.commands.append("ETRN " + d)
+                    client.etrn_results.append(_reply(self.replies.get("ETRN", "250 2.0.0 queuing started")))
                 return
             client.round_trips += 1
             self.commands.append("MAIL FROM:<%s>" % env.sender)
@@ -137,7 +142,7 @@ class Gw:
             srv.talk(client)
 
         self.relay.converse = fake_converse
-        self.relay.make_client = lambda src, domain, etrn=None: FakeClient(src)
+        self.relay.make_client = lambda src, domain, etrn=None: FakeClient(src, etrn)
         return self
 
     def console(self, line):

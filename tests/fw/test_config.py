@@ -99,6 +99,16 @@ def test_enum_and_minimum():
     assert _err({"net": {"max_connections": 0}}) == "net.max_connections: must be at least 1, got 0"
 
 
+def test_etrn_needs_a_smarthost_and_sane_arguments():
+    try:
+        fwtest.host_config({"relay.etrn": ["office.test"]})  # no relay.smarthost in it
+        raise AssertionError("relay.etrn accepted without a smarthost")
+    except config.ConfigError as e:
+        assert str(e) == "relay.etrn: needs relay.smarthost (ETRN is sent to the ISP's server)", str(e)
+    assert _err({"relay": {"etrn": ["office test"]}}) == 'relay.etrn: bad ETRN argument "office test"'
+    assert _err({"relay": {"etrn": "office.test"}}).startswith("relay.etrn: expected a list")
+
+
 def test_bad_json_and_missing_file_and_profile():
     assert "not valid JSON" in _err("{nope")
     assert _err({"profile": "no-such-board"}, None).startswith('profile: no board profile named "no-such-board"')

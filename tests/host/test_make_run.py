@@ -1,6 +1,8 @@
 """`make run`'s system end to end: gateway + emulated modem + emulated ISP on the
-host profile's fixed ports. LAN mail leaves only once `dial` brings the line up."""
+host profile's fixed ports. LAN mail leaves only once `dial` brings the line up;
+mail the ISP holds for the office arrives in the same session (ETRN)."""
 
+import poplib
 import signal
 import smtplib
 import socket
@@ -47,12 +49,24 @@ def _wait(cond, seconds=30):
     return False
 
 
-def test_outbound_mail_waits_for_the_line_then_reaches_the_isp(system):
+def _pop3_count(user, password):
+    pop = poplib.POP3("127.0.0.1", 1110, timeout=10)
+    try:
+        pop.user(user)
+        pop.pass_(password)
+        return pop.stat()[0]
+    finally:
+        pop.quit()
+
+
+def test_dial_session_sends_the_queue_and_fetches_held_mail(system):
     c = ConsoleClient()
     try:
         assert c.command("user add bob bob-secret")[0]
         with smtplib.SMTP("127.0.0.1", 2525) as s:
             s.sendmail("bob@office.test", ["far@example.net"], "Subject: out\r\n\r\nhello over the modem\r\n")
+        with smtplib.SMTP("127.0.0.1", 2600) as s:  # the Internet writes to bob: the ISP holds it
+            s.sendmail("far@example.net", ["bob@office.test"], "Subject: in\r\n\r\nheld at the ISP\r\n")
         time.sleep(1.5)
         internet = system / "isp" / "internet"
         assert not list(internet.glob("*.eml")), "mail left before the line was up"
@@ -64,6 +78,14 @@ def test_outbound_mail_waits_for_the_line_then_reaches_the_isp(system):
         assert b"hello over the modem" in body and b"Received: from" in body
         ok, lines, _ = c.command("status")
         assert any(x.startswith("link: up 33600 bps") for x in lines), lines
+        # relay.etrn (configs/host.json): the session asked for office.test, so the
+        # ISP delivered the held message back over the line to the gateway
+        assert _wait(lambda: _pop3_count("bob", "bob-secret") == 1), c.command("log 30")[1]
+        pop = poplib.POP3("127.0.0.1", 1110, timeout=10)
+        pop.user("bob")
+        pop.pass_("bob-secret")
+        assert b"held at the ISP" in b"\n".join(pop.retr(1)[1])
+        pop.quit()
         assert c.command("hangup")[0]
         assert _wait(lambda: any(x.startswith("link: down") for x in c.command("status")[1]), 15)
     finally:
