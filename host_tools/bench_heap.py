@@ -5,7 +5,9 @@ The day, against `make run`'s system (`run_host.py --upy HEAP`: emulated modem
 and ISP, gateway from .mpy with a board's 1024-octet buffers):
 
   boot -> SMTP: bob sends one local and one outside message -> POP3: alice
-  reads hers -> dial: the queue leaves over the 33,600 bps line -> hangup
+  reads hers -> dial: the queue leaves over the 33,600 bps line -> hangup,
+  with a rest after each use long enough for the gateway to unload what went
+  idle (board.unload_after, 2 s here)
 
 After each step the console's `status` gives the heap in use (after a
 collection). Each step also loads the code it needs (features load on first
@@ -37,7 +39,12 @@ from host_tools.console_client import ConsoleClient
 
 ROOT = Path(__file__).resolve().parent.parent
 PORTS = (2525, 1110, 2323, 2600, 2700, 2526)
-STEPS = ("boot", "smtp", "pop3", "dial+relay", "hangup")
+UNLOAD_AFTER = 2  # board.unload_after for the day (boards: 60 s; shorter so the bench is quick)
+
+
+def _rest(c: ConsoleClient) -> None:
+    """Wait until idle features are unloaded (board.unload_after), as a board would between uses."""
+    time.sleep(UNLOAD_AFTER + 2.5)
 
 
 def _wait(cond, seconds: float) -> bool:
@@ -65,7 +72,8 @@ def day(heap_k: int) -> tuple[list[tuple[str, int]], str]:
     done: list[tuple[str, int]] = []
     with tempfile.TemporaryDirectory(prefix="dg-bench-heap-") as tmp:
         d = Path(tmp)
-        p = subprocess.Popen([sys.executable, "-m", "host_tools.run_host", "--dir", str(d), "--upy", f"{heap_k}K"],
+        p = subprocess.Popen([sys.executable, "-m", "host_tools.run_host", "--dir", str(d), "--upy", f"{heap_k}K",
+                              "--unload-after", str(UNLOAD_AFTER)],
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         c = None
         why = ""
@@ -81,6 +89,8 @@ def day(heap_k: int) -> tuple[list[tuple[str, int]], str]:
                 s.sendmail("bob@office.test", ["alice@office.test"], "Subject: lunch\r\n\r\nat noon\r\n")
                 s.sendmail("bob@office.test", ["far@example.net"], "Subject: out\r\n\r\nhello over the modem\r\n")
             done.append(("smtp", _heap(c)))
+            _rest(c)
+            done.append(("idle", _heap(c)))
             pop = poplib.POP3("127.0.0.1", 1110, timeout=30)
             pop.user("alice")
             pop.pass_("alice-secret")
@@ -88,6 +98,8 @@ def day(heap_k: int) -> tuple[list[tuple[str, int]], str]:
                 raise RuntimeError("POP3 RETR gave nothing")
             pop.quit()
             done.append(("pop3", _heap(c)))
+            _rest(c)
+            done.append(("idle", _heap(c)))
             if not c.command("dial")[0]:
                 raise RuntimeError("dial refused")
             internet = d / "isp" / "internet"
@@ -97,6 +109,8 @@ def day(heap_k: int) -> tuple[list[tuple[str, int]], str]:
             c.command("hangup")
             _wait(lambda: any(x.startswith("link: down") for x in c.command("status")[1]), 20)
             done.append(("hangup", _heap(c)))
+            _rest(c)
+            done.append(("idle", _heap(c)))
         except Exception as e:  # noqa: BLE001 - a failed day is a result, reported with its cause
             why = f"{type(e).__name__}: {e}"
         finally:

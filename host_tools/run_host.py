@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", type=Path, default=ROOT / "run", help="state: spool, log, ISP mail (default run/)")
     ap.add_argument("--upy", metavar="HEAP", help="run the gateway under MicroPython at this heap (e.g. 128K)")
+    ap.add_argument("--unload-after", type=int, metavar="S",
+                    help="board.unload_after: unload features idle for S seconds (boards: 60)")
     a = ap.parse_args(argv)
     run = a.dir.resolve()
     run.mkdir(parents=True, exist_ok=True)
@@ -41,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg.setdefault("log", {})["file"] = str(run / "log" / "dialgate.log")
     if a.upy:
         cfg.setdefault("board", {})["buffer"] = 1024  # boards/pico_w.json: a board's buffers, not the PC's
+    if a.unload_after is not None:
+        cfg.setdefault("board", {})["unload_after"] = a.unload_after
     (run / "config.json").write_text(json.dumps(cfg, indent=1))
     env = dict(os.environ, PYTHONPATH=str(ROOT / "firmware"))
     procs: list[tuple[str, subprocess.Popen]] = []

@@ -73,25 +73,32 @@ def run_one(upy: str, heap: str, out: Path, name: str, test: str, timeout: float
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--micropython", default=str(Path(sys.executable).parent / "micropython"))
-    ap.add_argument("--heap", default="128K")
+    ap.add_argument("--heap", default=None, help="heap for every test (default 128K; a test file's UPY_HEAP wins)")
     ap.add_argument("--py", action="store_true", help="run from .py sources instead of .mpy")
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("tests", nargs="*", help="test files (test_x) or single tests (test_x.test_y)")
     a = ap.parse_args(argv)
+    a.heap_forced = a.heap is not None
+    a.heap = a.heap or "128K"
     # one tree per run, so two runs at once (two developers, CI and a shell) never share it
     out = ROOT / "build" / f"{'upy-py' if a.py else 'upy'}-{os.getpid()}"
     build_tree(out, not a.py)
     names = a.tests or sorted(p.stem for p in (ROOT / "tests" / "fw").glob("test_*.py"))
     jobs: list[tuple[str, str]] = []
+    heaps: dict[str, str] = {}
     for name in names:
         name, _, only = name.partition(".")
-        tests = [only] if only else test_names(ROOT / "tests" / "fw" / f"{name}.py")
+        path = ROOT / "tests" / "fw" / f"{name}.py"
+        tests = [only] if only else test_names(path)
         jobs += [(name, t) for t in tests]
+        m = re.search(r"^UPY_HEAP = \"(\d+K)\"", path.read_text(), re.M)
+        if m and not a.heap_forced:
+            heaps[name] = m.group(1)  # a file that says why it needs more (printed below)
     total = [0, 0, 0]
     bad = []
     with ThreadPoolExecutor(max(1, a.jobs)) as pool:
-        results = pool.map(lambda j: run_one(a.micropython, a.heap, out, j[0], j[1], a.timeout), jobs)
+        results = pool.map(lambda j: run_one(a.micropython, heaps.get(j[0], a.heap), out, j[0], j[1], a.timeout), jobs)
         counts: dict[str, list[int]] = {}
         for (name, test), (text, rc) in zip(jobs, results, strict=True):
             result = [ln for ln in text.splitlines() if ln.startswith("RESULT ")]
@@ -109,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             c[1] += f
             c[2] += s
             if (name, test) == next(j for j in reversed(jobs) if j[0] == name):
-                print(f"upy {name}: {c[0]} passed, {c[1]} failed, {c[2]} skipped", flush=True)
+                at = f" (at {heaps[name]}, UPY_HEAP in the file)" if name in heaps else ""
+                print(f"upy {name}: {c[0]} passed, {c[1]} failed, {c[2]} skipped{at}", flush=True)
                 total = [t + x for t, x in zip(total, c, strict=True)]
     shutil.rmtree(out, ignore_errors=True)
     failed = total[1] + len(bad)

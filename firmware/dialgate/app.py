@@ -21,13 +21,27 @@ USAGE = """usage: dialgate --config FILE [--board PROFILE] [--check]
 
 # Console commands whose module is imported on first use: first word -> module.
 LAZY_COMMANDS = {
-    "user": "users",
-    "alias": "users",
+    "user": "users_console",
+    "alias": "users_console",
     "queue": "queue_console",
     "stats": "queue_console",
     "dial": "link",
     "hangup": "link",
 }
+
+
+# Idle unloading (`board.unload_after`, docs/architecture.md "Memory"): a
+# feature's object on the gateway and the modules only that feature imports.
+# Shared modules (auth, dotstuff, smtp_addr, retry, link ...) stay: unloading one
+# that a loaded module still refers to would load it a second time.
+RELEASE = {
+    "smtp": ("smtp_server", "smtp_data", "smtp_auth"),
+    "pop3": ("pop3_service", "pop3_server"),
+    "link": ("link_modem", "link_ppp", "link_pppd", "modem", "modem_dialer", "modem_port", "modem_port_host",
+             "modem_profiles"),
+}
+# one queue run's code (relay.Relay imports it per run)
+RELAY_RUN = ("relay_run", "smtp_client", "relay_conn", "bounce", "envelope", "compat_relay", "mxlookup")
 
 
 class Gateway:
@@ -52,6 +66,9 @@ class Gateway:
         self.stopping = None
         self.tasks = []
         self._relay_task = None
+        self.busy = {}  # feature -> ticks when last seen in use (idle unloading)
+        self.link_last = None  # the link's status line when it was unloaded
+        self.unloads = 0
 
     def __getattr__(self, name):
         make = _MAKERS.get(name)
@@ -90,7 +107,8 @@ class Gateway:
         # ESMTP server (docs/smtp.md)
         from .smtp_server import SmtpService
 
-        return SmtpService(self.cfg, self.spool, self.router, self.users, self.server_tls, self.auth_throttle)
+        return SmtpService(self.cfg, self.spool, self.router, self.users, self.server_tls,
+                           lambda: self.auth_throttle)  # shared with POP3, loaded on the first AUTH
 
     def _pop3(self):
         # POP3 server (docs/pop3.md); STLS (RFC 2595) uses the SMTP certificate.
@@ -117,6 +135,8 @@ class Gateway:
         if "link" not in self.__dict__:
             if self.cfg["link.type"] == "always-on":
                 return "up (always-on uplink)"
+            if self.link_last:
+                return self.link_last
             return "down, not dialled since boot (%s)" % self.cfg["link.type"]
         return self.link.describe()
 
@@ -132,6 +152,9 @@ class Gateway:
             "version: %s" % VERSION,
             "uptime: %ds" % self.uptime_s(),
             "heap: used %d free %d" % (compat.mem_alloc(), compat.mem_free()),
+            "loaded: %s; %d modules, %d unloads" % (
+                " ".join([k for k in _MAKERS if k in self.__dict__]) or "-",
+                len([m for m in sys.modules if m.startswith("dialgate.")]), self.unloads),
             "connections: %d of %d%s" % (len(n.conns), n.max_connections, (" (" + per + ")") if per else ""),
             "link: %s" % self.link_state(),
             "spool: %s free %d" % (self.cfg["spool.path"], free),
@@ -219,6 +242,58 @@ class Gateway:
             n += 1
             if n % 5 == 0:
                 log.LOG.flush()
+            after = self.cfg["board.unload_after"]
+            if after > 0:
+                self.unload_idle(compat.ticks_ms(), after * 1000)
+
+    # ---- idle unloading ----------------------------------------------------------
+
+    def _idle(self, name, in_use, now, after_ms):
+        """True once `name` has not been `in_use` for `after_ms`."""
+        if in_use:
+            self.busy[name] = now
+            return False
+        return compat.ticks_diff(now, self.busy.setdefault(name, now)) >= after_ms
+
+    def unload_idle(self, now, after_ms):
+        """Give the heap back from features idle for `after_ms`: the SMTP or POP3
+        stack with no session open, the modem and link driver while the line is
+        down, one queue run's code between runs, console command groups. The
+        next use loads them again (a few ms from flash). Returns what was unloaded."""
+        d = self.__dict__
+        out = []
+        for kind in ("smtp", "pop3"):
+            if kind in d and self._idle(kind, self.net.count(kind) > 0, now, after_ms):
+                out.append(kind)
+        relay = d.get("relay")
+        running = relay is not None and relay.running
+        if "link" in d:
+            lk = self.link
+            if self._idle("link", lk.state != "down" or running, now, after_ms):
+                self.link_last = lk.describe()
+                out.append("link")
+        if "dialgate.relay_run" in sys.modules and self._idle("relay_run", running, now, after_ms):
+            out.append("relay_run")
+        cmds = self.commands
+        if cmds.loaded and compat.ticks_diff(now, cmds.used) >= after_ms:
+            out.append("console")
+        if not out:
+            return out
+        for name in out:
+            self.busy.pop(name, None)
+            if name == "console":
+                cmds.unload(("link",) if "link" in d else ())
+                compat.unload("dialgate.config_edit")  # `config set`'s helpers
+                compat.unload("dialgate.config_load")
+                continue
+            if name in d:
+                compat.drop_attr(self, name)
+            for m in RELEASE.get(name, RELAY_RUN):
+                compat.unload("dialgate." + m)
+        self.unloads += 1
+        compat.gc_collect()
+        log.info("memory: unloaded idle %s (heap free %d)", ", ".join(out), compat.mem_free())
+        return out
 
 
 class StartError(Exception):
@@ -275,6 +350,7 @@ def main(argv):
     if opts["check"]:
         print("config ok")
         return
+    compat.unload("dialgate.config_load")  # checking is done: give its code back
     log.LOG.configure(cfg["log.level"], cfg["log.file"], cfg["log.max_bytes"], cfg["log.console"])
     gw = Gateway(cfg)
     try:

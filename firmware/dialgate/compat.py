@@ -288,6 +288,32 @@ def gc_collect():
     gc.collect()
 
 
+def forget(d, key):
+    """Delete `key` from dict `d` for good. MicroPython's map keeps a deleted
+    slot's value (for the caller), so the collector would still see it until
+    the slot is reused: overwrite it first."""
+    if key in d:
+        d[key] = None
+        del d[key]
+
+
+def drop_attr(obj, name):
+    """delattr(), with the same care as forget() (instances and modules are maps too)."""
+    if name in obj.__dict__:  # never dir(): MicroPython's probes every name (and __getattr__)
+        setattr(obj, name, None)
+        delattr(obj, name)
+
+
+def unload(name):
+    """Forget module `name` ("dialgate.x") so the collector can free its code
+    once nothing else refers to it; the next import loads it afresh."""
+    forget(sys.modules, name)
+    pkg, _, leaf = name.rpartition(".")
+    p = sys.modules.get(pkg)
+    if p is not None:
+        drop_attr(p, leaf)
+
+
 def mem_alloc():
     """Heap bytes in use: the GC heap on MicroPython, resident set size on CPython."""
     f = getattr(gc, "mem_alloc", None)

@@ -7,54 +7,12 @@ ConfigError, which the entry point turns into one line and exit status 2.
 
 import json
 
-from . import compat
-
-# The schema is data, not code: `schema.json` beside this module maps each key to
-# [type, default, minimum] (no default: required). Types: "str", "int", "bool",
-# "list" (of str), "addr" (HOST:PORT), "addrs" (list of HOST:PORT), "cidrs"
-# (list of A.B.C.D/N), or a list of allowed strings. It is read while the config
-# is checked and then dropped, so it costs a board no heap while running.
-
-
-def schema():
-    """The schema as a dict: key -> [type, default?, minimum?]."""
-    here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
-    with open(here + "/schema.json") as f:
-        return json.load(f)
-
 
 class ConfigError(Exception):
     def __init__(self, key, why):
         super().__init__("%s: %s" % (key, why))
         self.key = key
         self.why = why
-
-
-def _flatten(obj, prefix, out):
-    for k in obj:
-        v = obj[k]
-        key = prefix + k
-        if isinstance(v, dict):
-            _flatten(v, key + ".", out)
-        else:
-            out[key] = v
-    return out
-
-
-def _typename(v):
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, int):
-        return "an integer"
-    if isinstance(v, str):
-        return "a string"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, dict):
-        return "an object"
-    return type(v).__name__
 
 
 def parse_addr(key, s):
@@ -107,129 +65,30 @@ def parse_cidr(key, s):
     return ip & mask, mask
 
 
-def _check(key, row, v):
-    kind = row[0]
-    if isinstance(kind, list):
-        if v not in kind:
-            raise ConfigError(key, "expected one of %s, got %s" % (", ".join(kind), json.dumps(v)))
-        return
-    if kind == "str":
-        ok = isinstance(v, str)
-    elif kind == "int":
-        ok = isinstance(v, int) and not isinstance(v, bool)
-    elif kind == "bool":
-        ok = isinstance(v, bool)
-    elif kind == "addr":
-        ok = isinstance(v, str)
-    else:  # list, addrs, cidrs
-        ok = isinstance(v, list)
-    if not ok:
-        want = {"str": "a string", "int": "an integer", "bool": "true or false", "addr": "a string HOST:PORT"}
-        raise ConfigError(key, "expected %s, got %s" % (want.get(kind, "a list"), _typename(v)))
-    if kind == "int" and len(row) > 2 and v < row[2]:
-        raise ConfigError(key, "must be at least %d, got %d" % (row[2], v))
-    if kind == "addr":
-        parse_addr(key, v)
-    elif kind in ("list", "addrs", "cidrs") and isinstance(v, list):
-        for item in v:
-            if not isinstance(item, str):
-                raise ConfigError(key, "expected a list of strings, found %s" % _typename(item))
-            if kind == "addrs":
-                parse_addr(key, item)
-            elif kind == "cidrs":
-                parse_cidr(key, item)
-
-
-def _read_json(path, what):
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as e:
-        raise ConfigError(what, "cannot read %s (%s)" % (path, e))
-    try:
-        obj = json.loads(text)
-    except ValueError as e:
-        raise ConfigError(what, "%s is not valid JSON (%s)" % (path, e))
-    if not isinstance(obj, dict):
-        raise ConfigError(what, "%s must hold a JSON object" % path)
-    return obj
-
-
-def _profile_path(name, config_path):
-    if "/" in name or name.endswith(".json"):
-        return name
-    here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
-    cands = [
-        here + "/../../boards/" + name + ".json",  # repo checkout: firmware/dialgate/..
-        here + "/../boards/" + name + ".json",  # board: /lib/dialgate -> /boards
-        "boards/" + name + ".json",
-        "/boards/" + name + ".json",
-    ]
-    if config_path and "/" in config_path:
-        cands.insert(0, config_path.rsplit("/", 1)[0] + "/boards/" + name + ".json")
-    for c in cands:
-        if compat.exists(c):
-            return c
-    raise ConfigError("profile", "no board profile named %s (looked in boards/)" % json.dumps(name))
-
-
 def load(path, profile=None):
     """Read the config file at `path`, merge it over its board profile, check it.
 
-    Returns a Config. Raises ConfigError(key, why) on the first problem found.
+    Returns a Config; raises ConfigError(key, why) on the first problem found.
+    The checking code lives in config_load: the gateway drops it once started
+    (compat.unload), so a board does not keep it on the heap while it runs.
     """
-    user = _flatten(_read_json(path, "config"), "", {})
-    name = profile or user.get("profile", "host")
-    if not isinstance(name, str) or not name:
-        raise ConfigError("profile", "expected a board profile name")
-    ppath = _profile_path(name, path)
-    merged = _flatten(_read_json(ppath, "profile"), "", {})
-    for k in user:
-        merged[k] = user[k]
-    merged["profile"] = name
-    cfg = build(merged)
-    cfg.path = path
-    cfg.profile_arg = profile
-    return cfg
+    from .config_load import load as f
+
+    return f(path, profile)
 
 
 def build(flat):
-    """Check a flat {dotted key: value} dict and fill in defaults -> Config."""
-    sch = schema()
-    for k in flat:
-        if k not in sch:
-            raise ConfigError(k, "unknown key")
-        _check(k, sch[k], flat[k])
-    # The schema dict becomes the values dict: overwriting existing keys allocates
-    # nothing, where a new dict of every key would need one large block (~1.5 KB
-    # on a 64-bit port) on a heap that may be fragmented by then.
-    for k in sch:
-        if k in flat:
-            sch[k] = flat[k]
-        elif len(sch[k]) < 2:
-            raise ConfigError(k, "missing required value")
-        else:
-            sch[k] = sch[k][1]
-    cfg = Config(sch)
-    _cross_check(cfg)
-    return cfg
+    """Check a flat {dotted key: value} dict and fill in defaults -> Config (config_load)."""
+    from .config_load import build as f
+
+    return f(flat)
 
 
-def _cross_check(cfg):
-    _check_domains(cfg["domains"])
-    for d in cfg["relay.etrn"]:  # RFC 1985 §3: a domain, "@domain" or "#queue"
-        if not d or " " in d:
-            raise ConfigError("relay.etrn", "bad ETRN argument %s" % json.dumps(d))
-    if cfg["relay.etrn"] and not cfg["relay.smarthost"]:
-        raise ConfigError("relay.etrn", "needs relay.smarthost (ETRN is sent to the ISP's server)")
+def schema():
+    """The schema as a dict: key -> [type, default?, minimum?] (config_load)."""
+    from .config_load import schema as f
 
-
-def _check_domains(domains):
-    if not domains:
-        raise ConfigError("domains", "needs at least one local domain")
-    for d in domains:
-        if not d or " " in d or "@" in d:
-            raise ConfigError("domains", "bad domain %s" % json.dumps(d))
+    return f()
 
 
 class Config:

@@ -6,7 +6,8 @@ Loaded only when an operator uses the command (console.cmd_config_set).
 import json
 
 from . import compat, log
-from .config import ConfigError, _check, _check_domains, _profile_path, _read_json
+from .config import ConfigError
+from .config_load import _check, _check_domains, _profile_path, _read_json
 from .console import CommandError, need
 
 

@@ -5,7 +5,7 @@ or over the UART/stdin on a board. Commands live in one table; each feature
 adds its rows with `Commands.add()` when the gateway starts.
 """
 
-from . import log
+from . import compat, log
 from .proto import Session
 
 
@@ -25,6 +25,8 @@ class Commands:
         self.table = {}
         self.secret = {}
         self.lazy = {}  # first word -> module whose add_commands() adds that word's rows
+        self.loaded = {}  # lazy module -> ([its words], [the rows it added])
+        self.used = compat.ticks_ms()  # last command run (idle unloading)
 
     def add_lazy(self, word, module):
         """Rows starting with `word` come from `dialgate.<module>.add_commands`,
@@ -38,9 +40,26 @@ class Commands:
             mod = self.lazy.get(w)
             if mod is None:
                 continue
-            for k in [k for k in self.lazy if self.lazy[k] == mod]:
+            words_of = [k for k in self.lazy if self.lazy[k] == mod]
+            for k in words_of:
                 del self.lazy[k]
+            before = list(self.table)
             __import__("dialgate." + mod, None, None, ["add_commands"]).add_commands(self)
+            self.loaded[mod] = (words_of, [k for k in self.table if k not in before])
+
+    def unload(self, keep=()):
+        """Drop the rows of every lazy module loaded so far (but those in `keep`)
+        and forget the modules (app's idle unloading); the next use imports them again."""
+        for mod in list(self.loaded):
+            if mod in keep:
+                continue
+            words_of, rows = self.loaded.pop(mod)
+            for k in rows:
+                compat.forget(self.table, k)
+                compat.forget(self.secret, k)
+            for w in words_of:
+                self.lazy[w] = mod
+            compat.unload("dialgate." + mod)
 
     def add(self, name, fn, usage, summary, secret=False):
         self.table[name] = (fn, usage, summary)
@@ -63,6 +82,7 @@ class Commands:
         words = line.split()
         if not words:
             return []
+        self.used = compat.ticks_ms()
         name, args = self.find(words)
         if name is None:
             log.info("console: unknown command %s", words[0][:32])
@@ -123,52 +143,7 @@ def need(args, n, usage):
         raise CommandError("usage: " + usage)
 
 
-def cmd_help(gw, args):
-    gw.commands.load()
-    table = gw.commands.table
-    names = sorted(table)
-    if args:
-        want = " ".join(args)
-        if want not in table:
-            raise CommandError("no command %s" % want)
-        return [table[want][1], "  " + table[want][2]]
-    width = 0
-    for n in names:
-        width = max(width, len(table[n][1]))
-    return [table[n][1] + " " * (width - len(table[n][1]) + 2) + table[n][2] for n in names]
-
-
-def cmd_log(gw, args):
-    n = 20
-    if args:
-        if not args[0].isdigit() or not 0 < int(args[0]) <= 1000:
-            raise CommandError("N must be a number from 1 to 1000")
-        n = int(args[0])
-    lines = log.LOG.tail(n)
-    if not log.LOG.path:
-        lines.append("(log.file is not set: nothing kept on flash)")
-    return lines
-
-
-def cmd_config_get(gw, args):
-    need(args, 1, "config get KEY")
-    key = args[0]
-    try:
-        return ["%s = %s" % (key, gw.cfg.show(key))]
-    except KeyError:
-        raise CommandError("unknown key %s" % key)
-
-
-def cmd_config_set(gw, args):
-    from .config_edit import config_set  # only an operator's edit needs it
-
-    return config_set(gw, args)
-
-
 def add_base_commands(commands):
-    commands.add("help", cmd_help, "help [COMMAND]", "list commands, or show one")
-    commands.add("status", lambda gw, a: gw.status_lines(), "status", "uptime, heap, connections, link, spool")
-    commands.add("log", cmd_log, "log [N]", "the last N log lines (default 20)")
-    commands.add("config get", cmd_config_get, "config get KEY", "show one configuration value")
-    commands.add("config set", cmd_config_set, "config set KEY VALUE", "check and save one value (at restart)",
-                 secret=True)
+    """help, status, log, config get/set: console_base, imported on first use."""
+    for word in ("help", "status", "log", "config"):
+        commands.add_lazy(word, "console_base")

@@ -7,7 +7,7 @@ by `net` when the session sets `tls` (see proto.Session).
 
 import binascii
 
-from . import auth, compat, limits, log
+from . import compat, limits, log
 from .proto import Session
 from .smtp_addr import BadPath, needs_relay, parse_path, valid_domain
 from .smtp_data import ERR_FULL, ERR_IO, DotDecoder, rfc5322_date
@@ -37,7 +37,7 @@ class SmtpService:
         self.router = router
         self.users = users
         self.tls = tls
-        self.throttle = throttle or auth.AuthThrottle()
+        self._throttle = throttle  # a function giving the shared auth.AuthThrottle, or None: our own
         self.hostname = cfg["hostname"]
         self.max_size = cfg["smtp.max_size"]
         self.max_rcpts = cfg["smtp.max_recipients"]
@@ -47,6 +47,15 @@ class SmtpService:
 
     def session(self, peer):
         return SmtpSession(peer, self)
+
+    def throttle(self):
+        """The failed-login throttle, made (or fetched from the gateway) on the first AUTH."""
+        if self._throttle is None:
+            from .auth import AuthThrottle
+
+            t = AuthThrottle()
+            self._throttle = lambda: t
+        return self._throttle()
 
     def scan_buffer(self):
         """The DotDecoder's scratch bytearray, one for all sessions: feed() copies a
@@ -89,7 +98,9 @@ class SmtpSession(Session):
         if self.tls is not None:
             return None  # RFC 3207 §4.2: whatever followed STARTTLS is discarded
         if self.sasl is not None:
-            return self._sasl_line(line)
+            from .smtp_auth import sasl_line
+
+            return sasl_line(self, line)
         sp = line.find(b" ")
         verb = (line if sp < 0 else line[:sp]).upper()
         entry = COMMANDS.get(verb)
@@ -397,80 +408,12 @@ class SmtpSession(Session):
         self.tls = self.svc.tls  # net drains, upgrades, then calls on_tls()
         return b"220 2.0.0 Ready to start TLS\r\n"
 
-    # ---- AUTH (RFC 4954) -----------------------------------------------------------
+    # ---- AUTH (RFC 4954): smtp_auth, imported on the first AUTH --------------------
 
     def smtp_AUTH(self, arg):
-        if self.user is not None:
-            return self._bogus(b"503 5.5.1 Already authenticated\r\n")
-        if self.svc.users is None:
-            return self._bogus(b"502 5.5.1 AUTH not offered\r\n")
-        if not self._auth_allowed():
-            return b"538 5.7.11 Encryption required for requested authentication mechanism\r\n"
-        if self.svc.throttle.check(self.peer[0]):
-            return b"454 4.7.0 Too many failed logins, try again later\r\n"
-        mech, _, initial = arg.partition(b" ")
-        mech = mech.upper()
-        if mech == b"PLAIN":
-            if not initial:
-                self._expect("plain")
-                return b"334 \r\n"
-            return self._plain(b"" if initial == b"=" else initial)  # RFC 4954 §4: "=" is empty
-        if mech == b"LOGIN":
-            if not initial:
-                self._expect("user")
-                return b"334 " + auth.LOGIN_USER + b"\r\n"
-            return self._login_user(initial)
-        return self._bogus(b"504 5.5.4 Unrecognized authentication type\r\n")
+        from .smtp_auth import command
 
-    def _expect(self, step):
-        """The next line is a SASL response (RFC 4954 §4), not a command."""
-        self.sasl = step
-        self.max_line = limits.SMTP_AUTH_LINE
-
-    def _sasl_line(self, line):
-        step = self.sasl
-        self.sasl = None
-        self.max_line = limits.SMTP_COMMAND_LINE
-        if line == auth.CANCEL:
-            return b"501 5.0.0 Authentication cancelled\r\n"
-        if step == "plain":
-            return self._plain(line)
-        if step == "user":
-            return self._login_user(line)
-        pw = auth.decode_text(line)
-        if pw is None:
-            return self._bogus(b"501 5.5.2 Cannot decode response\r\n")
-        return self._verify(self.sasl_name, pw)
-
-    def _plain(self, response):
-        creds = auth.decode_plain(response)
-        if creds is None:
-            return self._bogus(b"501 5.5.2 Cannot decode response\r\n")
-        return self._verify(creds[0], creds[1])
-
-    def _login_user(self, response):
-        name = auth.decode_text(response)
-        if not name:
-            return self._bogus(b"501 5.5.2 Cannot decode response\r\n")
-        self.sasl_name = name
-        self._expect("pass")
-        return b"334 " + auth.LOGIN_PASS + b"\r\n"
-
-    def _verify(self, name, password):
-        ip = self.peer[0]
-        try:
-            ok = self.svc.users.check_password(name, password)
-        except Exception as e:
-            log.exception("smtp auth", e)
-            return b"454 4.7.0 Temporary authentication failure\r\n"
-        if ok:
-            self.svc.throttle.succeeded(ip)
-            self.user = name
-            log.info("smtp %s: authenticated as %s", ip, name)
-            return b"235 2.7.0 Authentication successful\r\n"
-        self.pause_ms = self.svc.throttle.failed(ip)
-        log.warn("smtp %s: failed login for %s", ip, name)
-        return b"535 5.7.8 Authentication credentials invalid\r\n"
+        return command(self, arg)
 
 
 # verb -> (states it is allowed in, method). Wrong state: 503 from on_line.

@@ -4,7 +4,8 @@ import fwtest
 from dialgate import compat, log
 from dialgate.console import Commands
 from dialgate.mailbox import valid_user
-from dialgate.users import UserStore, add_commands, hash_password, verify_password
+from dialgate.users import UserStore, hash_password, verify_password
+from dialgate.users_console import add_commands
 
 
 def _hex(b):

@@ -1,0 +1,56 @@
+"""The console's own commands: help, status, log, config get/set. Imported on
+the first of them and unloaded with the other command groups when idle."""
+
+from . import log
+from .console import CommandError, need
+
+
+def cmd_help(gw, args):
+    gw.commands.load()
+    table = gw.commands.table
+    names = sorted(table)
+    if args:
+        want = " ".join(args)
+        if want not in table:
+            raise CommandError("no command %s" % want)
+        return [table[want][1], "  " + table[want][2]]
+    width = 0
+    for n in names:
+        width = max(width, len(table[n][1]))
+    return [table[n][1] + " " * (width - len(table[n][1]) + 2) + table[n][2] for n in names]
+
+
+def cmd_log(gw, args):
+    n = 20
+    if args:
+        if not args[0].isdigit() or not 0 < int(args[0]) <= 1000:
+            raise CommandError("N must be a number from 1 to 1000")
+        n = int(args[0])
+    lines = log.LOG.tail(n)
+    if not log.LOG.path:
+        lines.append("(log.file is not set: nothing kept on flash)")
+    return lines
+
+
+def cmd_config_get(gw, args):
+    need(args, 1, "config get KEY")
+    key = args[0]
+    try:
+        return ["%s = %s" % (key, gw.cfg.show(key))]
+    except KeyError:
+        raise CommandError("unknown key %s" % key)
+
+
+def cmd_config_set(gw, args):
+    from .config_edit import config_set  # only an operator's edit needs it
+
+    return config_set(gw, args)
+
+
+def add_commands(commands):
+    commands.add("help", cmd_help, "help [COMMAND]", "list commands, or show one")
+    commands.add("status", lambda gw, a: gw.status_lines(), "status", "uptime, heap, connections, link, spool")
+    commands.add("log", cmd_log, "log [N]", "the last N log lines (default 20)")
+    commands.add("config get", cmd_config_get, "config get KEY", "show one configuration value")
+    commands.add("config set", cmd_config_set, "config set KEY VALUE", "check and save one value (at restart)",
+                 secret=True)

@@ -1,0 +1,145 @@
+"""Idle unloading (board.unload_after): a feature idle long enough is dropped,
+its modules forgotten, the heap given back, and the next use loads it again.
+On MicroPython the heap must come back to where it was, cycle after cycle: a
+module loaded twice (one still referred to while unloaded) would show here.
+
+A whole Gateway plus one feature needs more than the 128K board budget on the
+64-bit unix port (docs/architecture.md, "Memory"), so host_tools/upy_test.py
+runs this file at UPY_HEAP."""
+
+import sys
+
+import fwtest
+from dialgate import compat
+from dialgate.app import Gateway
+
+UPY_HEAP = "192K"
+LAN = ("127.0.0.1", 40000)
+SMTP = b"EHLO pc\r\nMAIL FROM:<alice@office.test>\r\nRCPT TO:<far@example.net>\r\nDATA\r\nSubject: t\r\n\r\nhi\r\n.\r\nQUIT\r\n"
+POP3 = b"CAPA\r\nQUIT\r\n"
+
+
+def _gw(tag):
+    d = fwtest.tempdir(tag)
+    gw = Gateway(fwtest.host_config({"spool.path": d, "board.unload_after": 1, "link.type": "emulated"}))
+    gw.spool.recover()
+    return gw, d
+
+
+def _heap():
+    compat.gc_collect()
+    return compat.mem_alloc() if compat.mem_free() >= 0 else -1
+
+
+def _unload(gw):
+    """Two housekeeping passes 1.5 s apart (on the ticks clock): the first sees
+    the feature idle, the second finds it idle long enough."""
+    t = compat.ticks_ms()
+    out = gw.unload_idle(t, 1000)
+    return out + gw.unload_idle(compat.ticks_add(t, 1500), 1000)
+
+
+def _cycles(gw, name, use, modules):
+    """Use, unload, use, unload, use, unload; returns the heap after each unload."""
+    after = []
+    for _ in range(3):
+        use(gw)
+        assert name in gw.__dict__
+        out = _unload(gw)
+        assert name in out, out
+        assert name not in gw.__dict__
+        for m in modules:
+            assert "dialgate." + m not in sys.modules, m
+        after.append(_heap())
+    return after
+
+
+def _smtp(gw):
+    out = fwtest.drive(gw.smtp.session(LAN), SMTP, 64)
+    assert b"250 2.0.0 Ok: queued as" in out, out
+
+
+def _pop3(gw):
+    out = fwtest.drive(gw.pop3.session(LAN), POP3, 64)
+    assert out.startswith(b"+OK") and b"\r\nUIDL\r\n" in out and out.count(b"+OK") == 3, out
+
+
+def _steady(after):
+    if after[0] >= 0:
+        # second and third cycle: back to the same heap (a few hundred octets of
+        # interned names and log text may come and go)
+        assert abs(after[2] - after[1]) < 512, after
+
+
+def test_smtp_stack_unloads_when_idle_and_comes_back():
+    gw, d = _gw("uls")
+    try:
+        gw.router  # shared with POP3, the console or the queue runner: these stay
+        gw.auth_throttle
+        gw.outq
+        __import__("dialgate.smtp_addr")
+        __import__("dialgate.limits")
+        before = _heap()
+        after = _cycles(gw, "smtp", _smtp, ("smtp_server", "smtp_data", "smtp_auth"))
+        _steady(after)
+        print("# smtp: heap %d before, %s after each of 3 use+unload cycles" % (before, after))
+        if before >= 0:
+            assert after[0] - before < 4096, (before, after)  # interned names, the queued message
+        assert len(gw.outq.ids()) == 3  # each cycle's message was spooled
+    finally:
+        fwtest.rmtree(d)
+
+
+def test_pop3_stack_unloads_when_idle_and_comes_back():
+    gw, d = _gw("ulp")
+    try:
+        gw.users
+        gw.auth_throttle
+        __import__("dialgate.dotstuff")  # shared with the SMTP client: stays
+        __import__("dialgate.limits")
+        before = _heap()
+        after = _cycles(gw, "pop3", _pop3, ("pop3_service", "pop3_server"))
+        _steady(after)
+        print("# pop3: heap %d before, %s after each of 3 use+unload cycles" % (before, after))
+        if before >= 0:
+            assert after[0] - before < 4096, (before, after)  # interned names
+    finally:
+        fwtest.rmtree(d)
+
+
+def test_a_feature_in_use_stays():
+    gw, d = _gw("ulb")
+    try:
+        gw.smtp
+
+        class Conn:
+            kind = "smtp"
+
+        gw.net.conns.append(Conn())  # a session is open
+        t = compat.ticks_ms()
+        for k in range(4):
+            assert "smtp" not in gw.unload_idle(compat.ticks_add(t, k * 2000), 1000)
+        assert "smtp" in gw.__dict__
+        gw.net.conns.pop()  # last seen in use at t + 6 s
+        assert gw.unload_idle(compat.ticks_add(t, 6500), 1000) == []
+        assert gw.unload_idle(compat.ticks_add(t, 7100), 1000) == ["smtp"]
+    finally:
+        fwtest.rmtree(d)
+
+
+def test_idle_link_and_console_groups_unload():
+    gw, d = _gw("ull")
+    try:
+        assert gw.commands.run(gw, "queue list")[-1] == "OK"  # loads queue_console
+        gw.link  # the emulated link's driver module, line down
+        assert "dialgate.link_modem" in sys.modules and "dialgate.queue_console" in sys.modules
+        gw.commands.used = compat.ticks_add(compat.ticks_ms(), -5000)
+        out = _unload(gw)
+        assert "link" in out and "console" in out, out
+        assert "dialgate.link_modem" not in sys.modules and "dialgate.queue_console" not in sys.modules
+        assert "queue list" not in gw.commands.table and gw.commands.lazy["queue"] == "queue_console"
+        assert gw.link_state() == "down (emulated)"  # what the link said last
+        assert gw.commands.run(gw, "queue list")[-1] == "OK"  # loads again on use
+        assert "link" not in gw.__dict__ and gw.link.state == "down"  # and the link too
+    finally:
+        fwtest.rmtree(d)
