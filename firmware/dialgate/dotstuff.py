@@ -117,12 +117,7 @@ class MessageProducer:
                 return dpos  # no room for a stuffed dot (and its dot) in this buffer
         t = self.tail
         if t is not None and dpos < dlen:
-            n = len(t)
-            if n > dlen - dpos:
-                n = dlen - dpos
-            buf[dpos : dpos + n] = t[:n]
-            dpos += n
-            self.tail = t[n:] if n < len(t) else None
+            dpos, self.tail = _copy(buf, dpos, t)
         return dpos
 
     def _finish(self):
@@ -136,6 +131,16 @@ class MessageProducer:
         if f is not None:
             self.f = None
             f.close()
+
+
+def _copy(buf, dpos, p):
+    """Copy what fits of `p` into `buf` at `dpos` -> (new dpos, the rest of `p` or None)."""
+    room = len(buf) - dpos
+    if len(p) > room:
+        buf[dpos:] = p[:room]
+        return len(buf), p[room:]
+    buf[dpos : dpos + len(p)] = p
+    return dpos + len(p), None
 
 
 class LinesProducer:
@@ -166,12 +171,7 @@ class LinesProducer:
                     p = TAIL
                 else:
                     break
-            n = len(p)
-            if n > dlen - dpos:
-                n = dlen - dpos
-            buf[dpos : dpos + n] = p[:n]
-            dpos += n
-            self.pending = p[n:] if n < len(p) else None
+            dpos, self.pending = _copy(buf, dpos, p)
         return dpos
 
     def close(self):
