@@ -128,39 +128,6 @@ class Gateway:
 
         return Relay(self)
 
-    def uptime_s(self):
-        return compat.ticks_diff(compat.ticks_ms(), self.started) // 1000
-
-    def link_state(self):
-        if "link" not in self.__dict__:
-            if self.cfg["link.type"] == "always-on":
-                return "up (always-on uplink)"
-            if self.link_last:
-                return self.link_last
-            return "down, not dialled since boot (%s)" % self.cfg["link.type"]
-        return self.link.describe()
-
-    def status_lines(self):
-        compat.gc_collect()
-        n = self.net
-        kinds = {}
-        for c in n.conns:
-            kinds[c.kind] = kinds.get(c.kind, 0) + 1
-        per = ", ".join(["%s %d" % (k, kinds[k]) for k in sorted(kinds)])
-        free = compat.disk_free(self.cfg["spool.path"])
-        return [
-            "version: %s" % VERSION,
-            "uptime: %ds" % self.uptime_s(),
-            "heap: used %d free %d" % (compat.mem_alloc(), compat.mem_free()),
-            "loaded: %s; %d modules, %d unloads" % (
-                " ".join([k for k in _MAKERS if k in self.__dict__]) or "-",
-                len([m for m in sys.modules if m.startswith("dialgate.")]), self.unloads),
-            "connections: %d of %d%s" % (len(n.conns), n.max_connections, (" (" + per + ")") if per else ""),
-            "link: %s" % self.link_state(),
-            "spool: %s free %d" % (self.cfg["spool.path"], free),
-            "listening: %s" % ", ".join(n.listening),
-        ]
-
     async def start(self):
         cfg = self.cfg
         compat.makedirs(cfg["spool.path"])

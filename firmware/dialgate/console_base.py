@@ -1,7 +1,7 @@
 """The console's own commands: help, status, log, config get/set. Imported on
 the first of them and unloaded with the other command groups when idle."""
 
-from . import log
+from . import compat, log
 from .console import CommandError, need
 
 
@@ -47,9 +47,46 @@ def cmd_config_set(gw, args):
     return config_set(gw, args)
 
 
+def link_state(gw):
+    """The link's status line, without loading the link layer to ask."""
+    if "link" not in gw.__dict__:
+        if gw.cfg["link.type"] == "always-on":
+            return "up (always-on uplink)"
+        if gw.link_last:
+            return gw.link_last  # what it said before it was unloaded
+        return "down, not dialled since boot (%s)" % gw.cfg["link.type"]
+    return gw.link.describe()
+
+
+def cmd_status(gw, args):
+    import sys
+
+    from .app import _MAKERS, VERSION
+
+    compat.gc_collect()
+    n = gw.net
+    kinds = {}
+    for c in n.conns:
+        kinds[c.kind] = kinds.get(c.kind, 0) + 1
+    per = ", ".join(["%s %d" % (k, kinds[k]) for k in sorted(kinds)])
+    free = compat.disk_free(gw.cfg["spool.path"])
+    return [
+        "version: %s" % VERSION,
+        "uptime: %ds" % (compat.ticks_diff(compat.ticks_ms(), gw.started) // 1000),
+        "heap: used %d free %d" % (compat.mem_alloc(), compat.mem_free()),
+        "loaded: %s; %d modules, %d unloads" % (
+            " ".join([k for k in _MAKERS if k in gw.__dict__]) or "-",
+            len([m for m in sys.modules if m.startswith("dialgate.")]), gw.unloads),
+        "connections: %d of %d%s" % (len(n.conns), n.max_connections, (" (" + per + ")") if per else ""),
+        "link: %s" % link_state(gw),
+        "spool: %s free %d" % (gw.cfg["spool.path"], free),
+        "listening: %s" % ", ".join(n.listening),
+    ]
+
+
 def add_commands(commands):
     commands.add("help", cmd_help, "help [COMMAND]", "list commands, or show one")
-    commands.add("status", lambda gw, a: gw.status_lines(), "status", "uptime, heap, connections, link, spool")
+    commands.add("status", cmd_status, "status", "uptime, heap, loaded features, connections, link, spool")
     commands.add("log", cmd_log, "log [N]", "the last N log lines (default 20)")
     commands.add("config get", cmd_config_get, "config get KEY", "show one configuration value")
     commands.add("config set", cmd_config_set, "config set KEY VALUE", "check and save one value (at restart)",

@@ -32,7 +32,7 @@ def test_status_names_its_fields():
     lines = gw.commands.run(gw, "status")
     assert lines[-1] == "OK"
     keys = [x.split(":")[0] for x in lines[:-1]]
-    for k in ("uptime", "heap", "connections", "link", "spool"):
+    for k in ("uptime", "heap", "loaded", "connections", "link", "spool"):
         assert k in keys, keys
 
 
