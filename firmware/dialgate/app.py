@@ -236,7 +236,9 @@ class Gateway:
         running = relay is not None and relay.running
         if "link" in d:
             lk = self.link
-            if self._idle("link", lk.state != "down" or running, now, after_ms):
+            # a console `dial`/`hangup` spawned but not yet running still holds this link
+            pending = [t for t in self.tasks if not t.done()]
+            if self._idle("link", lk.state != "down" or running or pending, now, after_ms):
                 self.link_last = lk.describe()
                 out.append("link")
         if "dialgate.relay_run" in sys.modules and self._idle("relay_run", running, now, after_ms):

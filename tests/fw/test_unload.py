@@ -145,3 +145,25 @@ def test_idle_link_and_console_groups_unload():
         assert "link" not in gw.__dict__ and gw.link.state == "down"  # and the link too
     finally:
         fwtest.rmtree(d)
+
+
+def test_a_dial_not_yet_running_keeps_the_link():
+    # `dial` spawns link.up(); until that task runs the link is still "down".
+    # Unloading it then would leave the task dialling an object the gateway no
+    # longer knows: a line up (and billed) that `hangup` cannot reach.
+    gw, d = _gw("uld")
+    try:
+        gw.link
+
+        class Pending:
+            def done(self):
+                return False
+
+        gw.tasks.append(Pending())
+        t = compat.ticks_ms()
+        for k in range(4):
+            assert "link" not in gw.unload_idle(compat.ticks_add(t, k * 2000), 1000)
+        gw.tasks = []  # the task ran (last seen pending at t + 6 s)
+        assert "link" in gw.unload_idle(compat.ticks_add(t, 8000), 1000)
+    finally:
+        fwtest.rmtree(d)
