@@ -42,7 +42,7 @@ PORTS = (2525, 1110, 2323, 2600, 2700, 2526)
 UNLOAD_AFTER = 2  # board.unload_after for the day (boards: 60 s; shorter so the bench is quick)
 
 
-def _rest(c: ConsoleClient) -> None:
+def _rest() -> None:
     """Wait until idle features are unloaded (board.unload_after), as a board would between uses."""
     time.sleep(UNLOAD_AFTER + 2.5)
 
@@ -89,7 +89,7 @@ def day(heap_k: int) -> tuple[list[tuple[str, int]], str]:
                 s.sendmail("bob@office.test", ["alice@office.test"], "Subject: lunch\r\n\r\nat noon\r\n")
                 s.sendmail("bob@office.test", ["far@example.net"], "Subject: out\r\n\r\nhello over the modem\r\n")
             done.append(("smtp", _heap(c)))
-            _rest(c)
+            _rest()
             done.append(("idle", _heap(c)))
             pop = poplib.POP3("127.0.0.1", 1110, timeout=30)
             pop.user("alice")
@@ -98,7 +98,7 @@ def day(heap_k: int) -> tuple[list[tuple[str, int]], str]:
                 raise RuntimeError("POP3 RETR gave nothing")
             pop.quit()
             done.append(("pop3", _heap(c)))
-            _rest(c)
+            _rest()
             done.append(("idle", _heap(c)))
             if not c.command("dial")[0]:
                 raise RuntimeError("dial refused")
@@ -109,7 +109,7 @@ def day(heap_k: int) -> tuple[list[tuple[str, int]], str]:
             c.command("hangup")
             _wait(lambda: any(x.startswith("link: down") for x in c.command("status")[1]), 20)
             done.append(("hangup", _heap(c)))
-            _rest(c)
+            _rest()
             done.append(("idle", _heap(c)))
         except Exception as e:  # noqa: BLE001 - a failed day is a result, reported with its cause
             why = f"{type(e).__name__}: {e}"

@@ -39,9 +39,9 @@ RELEASE = {
     "pop3": ("pop3_service", "pop3_server"),
     "link": ("link_modem", "link_ppp", "link_pppd", "modem", "modem_dialer", "modem_port", "modem_port_host",
              "modem_profiles"),
+    # one queue run's code (relay.Relay imports it per run; no gateway attribute)
+    "relay_run": ("relay_run", "smtp_client", "relay_conn", "bounce", "envelope", "compat_relay", "mxlookup"),
 }
-# one queue run's code (relay.Relay imports it per run)
-RELAY_RUN = ("relay_run", "smtp_client", "relay_conn", "bounce", "envelope", "compat_relay", "mxlookup")
 
 
 class Gateway:
@@ -257,7 +257,7 @@ class Gateway:
                 continue
             if name in d:
                 compat.drop_attr(self, name)
-            for m in RELEASE.get(name, RELAY_RUN):
+            for m in RELEASE[name]:
                 compat.unload("dialgate." + m)
         self.unloads += 1
         compat.gc_collect()

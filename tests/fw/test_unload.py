@@ -107,22 +107,28 @@ def test_pop3_stack_unloads_when_idle_and_comes_back():
         fwtest.rmtree(d)
 
 
+def _kept_while_held(gw, name, hold, release):
+    """`name` stays loaded while `hold()` keeps it busy, and goes once it has
+    been idle for 1 s after `release()`."""
+    hold()
+    t = compat.ticks_ms()
+    for k in range(4):
+        assert name not in gw.unload_idle(compat.ticks_add(t, k * 2000), 1000)
+    assert name in gw.__dict__
+    release()  # last seen in use at t + 6 s
+    assert gw.unload_idle(compat.ticks_add(t, 6500), 1000) == []
+    assert gw.unload_idle(compat.ticks_add(t, 7100), 1000) == [name]
+
+
+class _Conn:
+    kind = "smtp"
+
+
 def test_a_feature_in_use_stays():
     gw, d = _gw("ulb")
     try:
         gw.smtp
-
-        class Conn:
-            kind = "smtp"
-
-        gw.net.conns.append(Conn())  # a session is open
-        t = compat.ticks_ms()
-        for k in range(4):
-            assert "smtp" not in gw.unload_idle(compat.ticks_add(t, k * 2000), 1000)
-        assert "smtp" in gw.__dict__
-        gw.net.conns.pop()  # last seen in use at t + 6 s
-        assert gw.unload_idle(compat.ticks_add(t, 6500), 1000) == []
-        assert gw.unload_idle(compat.ticks_add(t, 7100), 1000) == ["smtp"]
+        _kept_while_held(gw, "smtp", lambda: gw.net.conns.append(_Conn()), gw.net.conns.pop)  # a session open
     finally:
         fwtest.rmtree(d)
 
@@ -147,6 +153,11 @@ def test_idle_link_and_console_groups_unload():
         fwtest.rmtree(d)
 
 
+class _Pending:
+    def done(self):
+        return False
+
+
 def test_a_dial_not_yet_running_keeps_the_link():
     # `dial` spawns link.up(); until that task runs the link is still "down".
     # Unloading it then would leave the task dialling an object the gateway no
@@ -154,16 +165,6 @@ def test_a_dial_not_yet_running_keeps_the_link():
     gw, d = _gw("uld")
     try:
         gw.link
-
-        class Pending:
-            def done(self):
-                return False
-
-        gw.tasks.append(Pending())
-        t = compat.ticks_ms()
-        for k in range(4):
-            assert "link" not in gw.unload_idle(compat.ticks_add(t, k * 2000), 1000)
-        gw.tasks = []  # the task ran (last seen pending at t + 6 s)
-        assert "link" in gw.unload_idle(compat.ticks_add(t, 8000), 1000)
+        _kept_while_held(gw, "link", lambda: gw.tasks.append(_Pending()), gw.tasks.clear)
     finally:
         fwtest.rmtree(d)
