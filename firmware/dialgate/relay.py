@@ -1,40 +1,40 @@
-"""Outbound queue runner (`gw.relay`): while the link is up, relay due messages to
-the smarthost or the recipients' MX, record per-recipient outcomes, retry, bounce
-and warn (docs/queue.md).
+"""Outbound queue runner (`gw.relay`): a flush-once service the dial session
+calls while the line is up. One flush relays due messages to the smarthost or
+the recipients' MX, records per-recipient outcomes, retries, bounces and warns
+(docs/queue.md), and can ask the smarthost for held mail (ETRN) on the same
+connection. When to flush, and when the line goes up and down, is
+session_run's business, not this module's.
 
-Only the task, its state and the counters load at boot. A queue run
-(relay_run), the client (smtp_client, relay_conn, compat_relay) and DSNs
-(bounce) are imported when the link first comes up: ~35 KB of MicroPython heap
-that is idle while the office is offline.
+Only the state and the counters load at boot. A queue run (relay_run), the
+client (smtp_client, relay_conn, compat_relay) and DSNs (bounce) are imported
+on the first flush: ~35 KB of MicroPython heap that is idle while offline.
 """
 
-import asyncio
 import json
 
 from . import compat, log
 
-TICK_MS = compat.const(1000)  # how often the runner looks at the link and the queue
-DUE_CHECK_MS = compat.const(5000)
-ETRN_TRIES = compat.const(3)
+
 class RelayState:
-    """Counters kept across reboots in SPOOL/relay.json: online session number,
-    delivered/deferred/bounced, ids already sent a delay warning."""
+    """Counters kept across reboots in SPOOL/relay.json: delivered/deferred/bounced,
+    ids already sent a delay warning. (The online session number lives in the
+    cost log since the dial session owns it: session_run, costlog.)"""
 
     def __init__(self, spool):
         self.spool = spool
         self.path = spool.path("relay.json")
-        self.session = 0
         self.delivered = 0
         self.deferred = 0
         self.bounced = 0
         self.warned = []
+        self.legacy_session = 0  # the session count older versions kept here
         try:
             size = compat.file_size(self.path)
             if size > 65536:
                 raise ValueError("too large")
             with open(self.path) as f:
                 d = json.loads(f.read(size))  # read(n) allocates n up front on MicroPython
-            self.session = d.get("session", 0)
+            self.legacy_session = d.get("session", 0)
             self.delivered = d.get("delivered", 0)
             self.deferred = d.get("deferred", 0)
             self.bounced = d.get("bounced", 0)
@@ -43,7 +43,7 @@ class RelayState:
             pass
 
     def save(self):
-        d = {"session": self.session, "delivered": self.delivered, "deferred": self.deferred,
+        d = {"delivered": self.delivered, "deferred": self.deferred,
              "bounced": self.bounced, "warned": self.warned}
         try:
             self.spool.flash.put(self.path, self.spool.path("tmp", "relay.json"), json.dumps(d))
@@ -52,7 +52,7 @@ class RelayState:
 
 
 class Relay:
-    """The queue runner of one gateway (`gw.relay`). `run()` is its task."""
+    """The queue runner of one gateway (`gw.relay`): `flush()` is all it does."""
 
     def __init__(self, gw):
         self.gw = gw
@@ -61,32 +61,21 @@ class Relay:
         self.outq = gw.outq
         self.policy = None  # retry.RetryPolicy, made on the first run
         self.state = RelayState(gw.spool)
-        self.kicked = False
         self.running = False
-        self.was_up = False
         self.tried = {}  # ids tried in this online session
         self.this_run = {}  # ids tried in this queue run (one try, however many domains)
-        self.last_due = compat.ticks_ms() - DUE_CHECK_MS
-        self.last_len = -1  # queue length at the last due check: a new message is checked at once
         self.last_run = "none yet"
+        # the last run's figures, for the dial session's cost record
+        self.run_delivered = 0
+        self.run_deferred = 0
+        self.run_bounced = 0
+        self.run_error = ""  # why the last connection to the smarthost failed ("" if it did not)
         self.round_trips = 0  # client turns in the last run
         self.etrn_results = []  # [(code, text)] of the last run's ETRN commands
-        self.etrn_left = 0  # tries left this online session to send relay.etrn
+        self.greeting = b""  # the smarthost's last 220 text (the session may take the time from it)
         self.rbuf = None
         self.ctx = None
         self.last_io = 0  # ticks of the last octet moved (relay_conn)
-
-    # ---- the task ---------------------------------------------------------------
-
-    async def run(self):
-        while True:
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # a bad record must not stop the runner
-                log.exception("relay", e)
-            await asyncio.sleep(TICK_MS / 1000)
 
     def link_up(self):
         gw = self.gw
@@ -95,33 +84,10 @@ class Relay:
         link = gw.link
         return link is not None and link.is_up()
 
-    async def tick(self):
-        up = self.link_up()
-        if up and not self.was_up:
-            self.new_session()
-        self.was_up = up
-        if not up or self.running:
-            return
-        t = compat.ticks_ms()
-        n = len(self.outq)
-        if self.kicked or n != self.last_len or compat.ticks_diff(t, self.last_due) >= DUE_CHECK_MS:
-            self.last_due = t
-            self.last_len = n
-            etrn = self.cfg["relay.etrn"] if self.etrn_left > 0 else None
-            if self.kicked or etrn or self.due(compat.wall_time()):
-                self.kicked = False
-                await self.run_once(etrn)
-
-    def new_session(self):
-        """The link came up: a new online session (counted on flash)."""
-        self.state.session += 1
+    def begin_session(self):
+        """A new online session (the dial session calls this once the line is up):
+        each message counts one more session with a try (queue.min_sessions)."""
         self.tried = {}
-        # relay.etrn: once per session ask the ISP to release the office's held
-        # mail (RFC 1985), on the queue run's connection; a failed try is
-        # repeated at the due-check pace, ETRN_TRIES times at most
-        self.etrn_left = ETRN_TRIES if self.cfg["relay.etrn"] else 0
-        self.state.save()
-        log.info("relay: online session %d", self.state.session)
 
     def due(self, now):
         """Ids to try now. With an unset clock: every id not tried in this session."""
@@ -130,12 +96,19 @@ class Relay:
         return [m for m in self.outq.ids() if m not in self.tried]
 
     async def flush(self, etrn=None):
-        """Run the queue now if the link is up (the dial session calls this). Returns a summary.
+        """Run the queue once now if the link is up. Returns the summary line.
 
         `etrn`: domains to ask the smarthost for (RFC 1985) on the same connection,
-        after the queue; their replies land in `etrn_results` [(code, text)].
+        after the queue; their replies land in `etrn_results` [(code, text)], an
+        empty list when no connection was made. The run's counts land in
+        `run_delivered` / `run_deferred` / `run_bounced`, a failed smarthost
+        connection's reason in `run_error`.
         """
+        self.etrn_results = []
+        self.run_error = ""
+        self.run_delivered = self.run_deferred = self.run_bounced = 0
         if not self.link_up():
+            self.run_error = "link down"
             return "link down"
         if self.running:
             return "already running"
@@ -147,26 +120,7 @@ class Relay:
     async def run_once(self, etrn=None):
         from .relay_run import run_once
 
-        try:
-            await run_once(self, etrn)
-        finally:
-            if etrn:
-                self._etrn_done(etrn)
-
-    def _etrn_done(self, etrn):
-        """Log the ISP's answers to ETRN; a 2xx (RFC 1985 §5: 250-253) ends the
-        tries for this session, as does a 5xx (asking again will not help)."""
-        res = self.etrn_results
-        for i in range(len(res)):
-            log.info("relay: ETRN %s: %d %s", etrn[i] if i < len(etrn) else "?", res[i][0],
-                     res[i][1].decode("utf-8", "replace"))
-        if res and res[0][0] // 100 in (2, 5):
-            self.etrn_left = 0
-        else:
-            self.etrn_left -= 1
-            if not res:
-                log.warn("relay: ETRN not sent (no connection to the smarthost)%s",
-                         "; will try again" if self.etrn_left > 0 else "")
+        await run_once(self, etrn)
 
     def make_client(self, src, domain, etrn=None):
         """A fresh SmtpClient for one connection (AUTH and ETRN only towards the smarthost)."""

@@ -90,8 +90,11 @@ async def run_once(rl, etrn=None):
     finally:
         rl.running = False
         st.save()
+    rl.run_delivered = st.delivered - before[0]
+    rl.run_deferred = st.deferred - before[1]
+    rl.run_bounced = st.bounced - before[2]
     rl.last_run = "%d delivered, %d deferred, %d bounced; %d connection(s), %d round trips" % (
-        st.delivered - before[0], st.deferred - before[1], st.bounced - before[2], conns, rl.round_trips)
+        rl.run_delivered, rl.run_deferred, rl.run_bounced, conns, rl.round_trips)
     log.info("relay: %s", rl.last_run)
 
 
@@ -147,6 +150,8 @@ async def deliver(rl, domain, ids, now, etrn=None):
     except (OSError, ValueError) as e:
         dests = []
         why = compat.exc_text(e)
+        if domain is None:
+            rl.run_error = why
     for host, port, name in dests:
         client = rl.make_client(src, domain, etrn)
         conns += 1
@@ -156,11 +161,15 @@ async def deliver(rl, domain, ids, now, etrn=None):
             client.failed = client.failed or (0, compat.exc_text(e).encode())
         rl.round_trips += client.round_trips
         rl.etrn_results += getattr(client, "etrn_results", [])
+        if domain is None:
+            rl.greeting = getattr(client, "banner", b"")
         if client.failed is None:
             why = ""
             break
         why = "%s:%d: %d %s" % (host, port, client.failed[0], _text(client.failed[1]))
         log.warn("relay: %s", why)
+        if domain is None:
+            rl.run_error = why  # the smarthost: the dial session's cost record says why
         if src.given:
             break  # something went over this connection; the rest waits for the next run
     for mid in src.leftovers():
@@ -226,16 +235,18 @@ def defer(rl, mid, domain, why, now):
     for r in pend:
         r.reply = why[:300]
         rl.state.deferred += 1
-    _finish(rl, rec, now)
+    # the line itself went down (carrier lost): nobody refused it, so it goes in
+    # the next call, whose timing the dial session's retry plan decides
+    _finish(rl, rec, now, not rl.link_up())
 
 
 
-def _finish(rl, rec, now):
+def _finish(rl, rec, now, next_call=False):
     if rec.id in rl.state.warned and not rec.pending():
         rl.state.warned.remove(rec.id)
     try:
         if rec.pending():
-            rec.next_attempt = rl.policy.next_attempt(rec.attempts, now)
+            rec.next_attempt = now if next_call else rl.policy.next_attempt(rec.attempts, now)
             rl.outq.save(rec)
         else:
             rl.outq.remove(rec.id)

@@ -69,6 +69,7 @@ class SmtpClient(Session):
         self.expect = []  # (kind, envelope, index) per command in flight
         self.code = 0  # multi-line reply being collected
         self.text = b""
+        self.banner = b""
         self.ext = {}  # EHLO keyword -> parameter string
         self.esmtp = False
         self.authed = False
@@ -139,6 +140,7 @@ class SmtpClient(Session):
     def _dispatch(self, kind, env, i, code, text):
         ok = code // 100 == 2
         if kind == GREET:
+            self.banner = text  # may carry the ISP's date (a board sets its clock from it)
             if code != 220:
                 return self._fail(code, text)
             return self._send(b"EHLO " + self.helo + b"\r\n", EHLO)

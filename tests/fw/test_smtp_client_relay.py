@@ -11,7 +11,7 @@ def test_batch_delivered_over_one_connection():
     try:
         for i in range(5):
             queue(gw, ["bob@example.com", "carol@example.net"])
-        gw.relay.new_session()
+        gw.relay.begin_session()
         run(gw)
         assert len(gw.servers) == 1
         srv = gw.servers[0]
@@ -31,7 +31,7 @@ def test_5xx_bounces_that_recipient_only():
     try:
         mid = queue(gw, ["bob@example.com", "nobody@example.com", "carol@example.net"])
         gw.script[None] = {"replies": {"RCPT:nobody@example.com": "550 5.1.1 <nobody@example.com>: no such user"}}
-        gw.relay.new_session()
+        gw.relay.begin_session()
         run(gw)
         assert gw.outq.ids() == []  # nothing pending: the record is gone
         dsns = maildrop(gw)
@@ -53,7 +53,7 @@ def test_null_sender_is_never_bounced():
     try:
         queue(gw, ["bob@example.com"], sender="")
         gw.script[None] = {"replies": {"RCPT": "550 5.1.1 no"}}
-        gw.relay.new_session()
+        gw.relay.begin_session()
         run(gw)
         assert gw.outq.ids() == []
         assert maildrop(gw) == []

@@ -12,7 +12,7 @@ def test_4xx_retries_after_the_interval_and_counts_sessions():
     try:
         mid = queue(gw, ["bob@example.com", "carol@example.net"])
         gw.script[None] = {"replies": {"RCPT:bob@example.com": "451 4.3.0 try later"}}
-        gw.relay.new_session()
+        gw.relay.begin_session()
         run(gw)
         rec = gw.outq.load(mid)
         assert [r.state for r in rec.rcpts] == ["pending", "delivered"]
@@ -24,13 +24,13 @@ def test_4xx_retries_after_the_interval_and_counts_sessions():
         rec = gw.outq.load(mid)
         assert rec.attempts == 2 and rec.sessions == 1
         assert rec.next_attempt == NOW + 1800 + 3600  # backoff doubles
-        gw.relay.new_session()
+        gw.relay.begin_session()
         run(gw, NOW + 5400)
         rec = gw.outq.load(mid)
         assert rec.attempts == 3 and rec.sessions == 2
         assert gw.servers[-1].commands.count("RCPT TO:<carol@example.net>") == 0  # delivered ones not retried
         gw.script[None] = {}
-        gw.relay.new_session()
+        gw.relay.begin_session()
         run(gw, NOW + 5400 + 7200)
         assert gw.outq.ids() == []
         assert maildrop(gw) == []  # no bounce, no warning (warn_after 4 h not reached)
@@ -46,16 +46,16 @@ def test_give_up_needs_lifetime_and_sessions():
         rec = gw.outq.load(mid)
         rec.created = NOW - 6 * 86400  # older than the 5-day lifetime, but never tried
         gw.outq.save(rec)
-        gw.relay.new_session()
+        gw.relay.begin_session()
         run(gw)
         assert gw.outq.load(mid).sessions == 1  # still queued: an offline office keeps its tries
         for k in (1, 2):
-            gw.relay.new_session()
+            gw.relay.begin_session()
             gw.due_now(mid)
             run(gw, NOW + k)
         rec = gw.outq.load(mid)
         assert rec.sessions == 3
-        gw.relay.new_session()
+        gw.relay.begin_session()
         gw.due_now(mid)
         run(gw, NOW + 10)
         assert gw.outq.ids() == []
@@ -78,11 +78,11 @@ def test_unset_clock_tries_once_per_session():
         rec.created = 1000  # accepted before the clock was set
         gw.outq.save(rec)
         gw.script[None] = {"replies": {"RCPT": "451 4.3.0 later"}}
-        gw.relay.new_session()
+        gw.relay.begin_session()
         run(gw, 2000)
         assert gw.outq.load(mid).attempts == 1
         assert gw.relay.due(2001) == []  # tried in this session already
-        gw.relay.new_session()
+        gw.relay.begin_session()
         assert gw.relay.due(2002) == [mid]
         run(gw, NOW)  # the clock is set now: age counts from here
         assert gw.outq.load(mid).created == NOW

@@ -12,7 +12,7 @@ def test_size_limit_bounces_without_sending():
         queue(gw, ["bob@example.com"], body=b"Subject: big\r\n\r\n" + b"y" * 500 + b"\r\n")
         queue(gw, ["carol@example.net"])
         gw.script[None] = {"size": 200}
-        gw.relay.new_session()
+        gw.relay.begin_session()
         run(gw)
         assert len(gw.servers[0].messages) == 1
         d = maildrop(gw)
@@ -28,7 +28,7 @@ def test_mx_route_one_connection_per_domain():
         queue(gw, ["bob@example.com", "carol@example.net"])
         queue(gw, ["dave@example.com"])
         gw.script["mx1.example.net"] = OSError("no route to host")  # the next MX takes over
-        gw.relay.new_session()
+        gw.relay.begin_session()
         run(gw)
         hosts = [s.host for s in gw.servers]
         assert hosts == ["mx1.example.com", "mx2.example.net"]
@@ -44,7 +44,7 @@ def test_mx_route_counts_one_try_per_run():
     try:
         mid = queue(gw, ["bob@example.com", "carol@example.net"])
         gw.script[None] = {"replies": {"RCPT": "451 4.3.0 later"}}
-        gw.relay.new_session()
+        gw.relay.begin_session()
         run(gw)
         assert len(gw.servers) == 2  # one connection per domain
         rec = gw.outq.load(mid)
