@@ -24,9 +24,10 @@ LAZY_COMMANDS = {
     "user": "users_console",
     "alias": "users_console",
     "queue": "queue_console",
-    "stats": "queue_console",
+    "stats": "stats_console",
     "dial": "link",
     "hangup": "link",
+    "schedule": "link",
 }
 
 
@@ -41,6 +42,8 @@ RELEASE = {
              "modem_profiles"),
     # one queue run's code (relay.Relay imports it per run; no gateway attribute)
     "relay_run": ("relay_run", "smtp_client", "relay_conn", "bounce", "envelope", "compat_relay", "mxlookup"),
+    # one call's phase machine and the cost log (gw.costlog), between calls
+    "call": ("session_call", "session", "costlog"),
 }
 
 
@@ -65,7 +68,7 @@ class Gateway:
         self.server_tls = None  # LAN-side TLS context, loaded in start()
         self.stopping = None
         self.tasks = []
-        self._relay_task = None
+        self._session_task = None
         self.busy = {}  # feature -> ticks when last seen in use (idle unloading)
         self.link_last = None  # the link's status line when it was unloaded
         self.unloads = 0
@@ -123,10 +126,22 @@ class Gateway:
         return make_link(self.cfg)
 
     def _relay(self):
-        # outbound queue runner (docs/queue.md); runs while the link is up
+        # outbound queue runner (docs/queue.md): the dial session flushes it
         from .relay import Relay
 
         return Relay(self)
+
+    def _sessions(self):
+        # the owner of the line: scheduler, dial sessions, cost log (docs/sessions.md)
+        from .session_run import SessionRunner
+
+        return SessionRunner(self)
+
+    def _costlog(self):
+        from .costlog import CostLog
+
+        sp = self.spool
+        return CostLog(sp.path("calls.log"), sp.path("calls.log.tmp"), self.cfg["session.cost_log_bytes"], sp.flash)
 
     async def start(self):
         cfg = self.cfg
@@ -141,8 +156,9 @@ class Gateway:
             await self._listen("console", h, p, lambda peer: ConsoleSession(peer, self, self.commands))
         if cfg["console.stdin"]:
             self.tasks.append(asyncio.create_task(self._stdin_console()))
-        if cfg["link.type"] == "always-on":
-            self._start_relay()
+        self._session_task = asyncio.create_task(self.sessions.run())
+        for msg in cfg.deprecated:
+            log.warn("config: %s", msg)
         for line in self.net.listening:
             log.info("listening: %s", line)
 
@@ -188,24 +204,25 @@ class Gateway:
             ticker.cancel()
             for t in self.tasks:
                 t.cancel()
-            if self._relay_task is not None:
-                self._relay_task.cancel()
+            if self._session_task is not None:
+                self._session_task.cancel()  # a call in progress hangs up and writes its record
+                try:
+                    await self._session_task
+                except (asyncio.CancelledError, Exception):
+                    pass
             if "link" in self.__dict__:
                 await self.link.down()  # never leave the line up (and billing) on exit
             await self.net.close()
             log.LOG.flush()
 
-    def _start_relay(self):
-        if self._relay_task is None:
-            self._relay_task = asyncio.create_task(self.relay.run())
+    def request_session(self, why="operator"):
+        """The console's `dial`: the session owner makes the call (scheduler limits aside)."""
+        self.sessions.request(why)
 
     async def _tick(self):
         n = 0
         while True:
             await asyncio.sleep(1)
-            # The queue runner is loaded the first time the link comes up.
-            if self._relay_task is None and "link" in self.__dict__ and self.link.is_up():
-                self._start_relay()
             n += 1
             if n % 5 == 0:
                 log.LOG.flush()
@@ -225,7 +242,8 @@ class Gateway:
     def unload_idle(self, now, after_ms):
         """Give the heap back from features idle for `after_ms`: the SMTP or POP3
         stack with no session open, the modem and link driver while the line is
-        down, one queue run's code between runs, console command groups. The
+        down, one queue run's code between runs, a call's phase machine and the
+        cost log between calls, console command groups. The
         next use loads them again (a few ms from flash). Returns what was unloaded."""
         d = self.__dict__
         out = []
@@ -234,15 +252,18 @@ class Gateway:
                 out.append(kind)
         relay = d.get("relay")
         running = relay is not None and relay.running
+        calling = "sessions" in d and self.sessions.current is not None
         if "link" in d:
             lk = self.link
-            # a console `dial`/`hangup` spawned but not yet running still holds this link
+            # a call in progress (or a console action not yet run) holds this link
             pending = [t for t in self.tasks if not t.done()]
-            if self._idle("link", lk.state != "down" or running or pending, now, after_ms):
+            if self._idle("link", lk.state != "down" or running or pending or calling, now, after_ms):
                 self.link_last = lk.describe()
                 out.append("link")
         if "dialgate.relay_run" in sys.modules and self._idle("relay_run", running, now, after_ms):
             out.append("relay_run")
+        if ("dialgate.session" in sys.modules or "costlog" in d) and self._idle("call", calling, now, after_ms):
+            out.append("call")
         cmds = self.commands
         if cmds.loaded and compat.ticks_diff(now, cmds.used) >= after_ms:
             out.append("console")
@@ -255,8 +276,9 @@ class Gateway:
                 compat.unload("dialgate.config_edit")  # `config set`'s helpers
                 compat.unload("dialgate.config_load")
                 continue
-            if name in d:
-                compat.drop_attr(self, name)
+            attr = "costlog" if name == "call" else name
+            if attr in d:
+                compat.drop_attr(self, attr)
             for m in RELEASE[name]:
                 compat.unload("dialgate." + m)
         self.unloads += 1
@@ -280,6 +302,8 @@ _MAKERS = {
     "pop3": Gateway._pop3,
     "link": Gateway._link,
     "relay": Gateway._relay,
+    "sessions": Gateway._sessions,
+    "costlog": Gateway._costlog,
 }
 
 

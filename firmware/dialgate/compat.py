@@ -47,13 +47,21 @@ def sleep_ms(ms):
         time.sleep(ms / 1000)
 
 
-def wall_time():
-    """Seconds since the Unix epoch (may be wrong on a board before the clock is set)."""
+def _raw_time():
     t = time.time()
     if MICROPYTHON and t < 946684800:
         # MicroPython ports with a 2000 epoch: report Unix seconds everywhere.
         t += 946684800
     return int(t)
+
+
+# [offset added to the runtime's clock, trusted?]: set_wall() sets both.
+_wall = [0, False]
+
+
+def wall_time():
+    """Seconds since the Unix epoch (may be wrong on a board before the clock is set)."""
+    return _raw_time() + _wall[0]
 
 
 CLOCK_SANE = 1577836800  # 2020-01-01: a wall clock before this has not been set yet
@@ -62,6 +70,32 @@ CLOCK_SANE = 1577836800  # 2020-01-01: a wall clock before this has not been set
 def clock_ok(t):
     """True if wall time `t` is from a clock that has been set (ticks for intervals, always)."""
     return t >= CLOCK_SANE
+
+
+try:
+    import machine as _machine  # type: ignore
+
+    _BOARD_CLOCK = hasattr(_machine, "RTC")  # a board: its RTC starts at an arbitrary time
+except ImportError:  # CPython, or a MicroPython port without `machine`
+    _BOARD_CLOCK = False
+
+
+def clock_trusted():
+    """Is wall_time() right? An operating system keeps its own clock (CPython, the
+    unix port); a board's RTC is trusted only once set_wall() set it (NTP, or the
+    ISP's Date when the link came up; docs/sessions.md "Clock")."""
+    if _wall[1]:
+        return True
+    return not _BOARD_CLOCK and clock_ok(_raw_time())
+
+
+def set_wall(t):
+    """The right time is Unix seconds `t` (from NTP or the ISP): wall_time() follows
+    from now on and clock_trusted() says so. Returns the step in seconds."""
+    step = t - wall_time()
+    _wall[0] += step
+    _wall[1] = True
+    return step
 
 
 # ---- files ----------------------------------------------------------------

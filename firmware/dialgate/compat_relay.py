@@ -1,4 +1,4 @@
-"""The relay's runtime differences (client TLS, MX lookups), kept out of compat
+"""The relay's runtime differences (client TLS, MX lookups, NTP), kept out of compat
 so that boards load them only when the queue runner first connects.
 
 Part of the compat family: the only other place that may branch on the runtime
@@ -158,3 +158,17 @@ def _resolve_mx_udp(domain, nameserver):
         raise OSError("MX lookup for %s failed: rcode %d" % (domain, rcode))
     hosts = [h for _p, h in mx if h]
     return hosts if mx else [domain]  # RFC 5321 §5.1: no MX, the domain itself
+
+
+def ntp_time(host="pool.ntp.org"):
+    """Unix seconds from an NTP server where the runtime has `ntptime`, else None."""
+    try:
+        import ntptime  # type: ignore
+    except ImportError:
+        return None
+    try:
+        ntptime.host = host
+        t = ntptime.time()
+    except (OSError, OverflowError, IndexError):
+        return None
+    return t + 946684800 if t < 946684800 else t

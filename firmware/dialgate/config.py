@@ -98,6 +98,7 @@ class Config:
         self._v = values
         self.path = ""  # the config file (config set writes it)
         self.profile_arg = None
+        self.deprecated = []  # lines for the log at start-up: old keys still honoured
         self.lan_nets = [parse_cidr("lan", s) for s in values["lan"]]
 
     def __getitem__(self, key):

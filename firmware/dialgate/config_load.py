@@ -161,11 +161,24 @@ def build(flat):
 
 def _cross_check(cfg):
     _check_domains(cfg["domains"])
-    for d in cfg["relay.etrn"]:  # RFC 1985 §3: a domain, "@domain" or "#queue"
+    v = cfg._v
+    if v["relay.etrn"]:
+        # the ETRN moved to the dial session: the old key still works, with a line in the log
+        if v["session.etrn"]:
+            raise ConfigError("relay.etrn", "renamed session.etrn; set only session.etrn")
+        v["session.etrn"] = v["relay.etrn"]
+        cfg.deprecated.append("relay.etrn is deprecated: it is now session.etrn (used as that)")
+    for d in v["session.etrn"]:  # RFC 1985 §3: a domain, "@domain" or "#queue"
         if not d or " " in d:
-            raise ConfigError("relay.etrn", "bad ETRN argument %s" % json.dumps(d))
-    if cfg["relay.etrn"] and not cfg["relay.smarthost"]:
-        raise ConfigError("relay.etrn", "needs relay.smarthost (ETRN is sent to the ISP's server)")
+            raise ConfigError("session.etrn", "bad ETRN argument %s" % json.dumps(d))
+    if v["session.etrn"] and not v["relay.smarthost"]:
+        raise ConfigError("session.etrn", "needs relay.smarthost (ETRN is sent to the ISP's server)")
+    if v["schedule.windows"] or v["schedule.times"] or v["schedule.utc_offset"]:
+        # a bad entry stops start-up, naming the key (scheduler.parse_plan
+        # imports the parsing code for the check only, then drops it)
+        from .scheduler import parse_plan
+
+        parse_plan(cfg)
 
 
 def _check_domains(domains):

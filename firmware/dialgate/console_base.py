@@ -6,18 +6,24 @@ from .console import CommandError, need
 
 
 def cmd_help(gw, args):
-    gw.commands.load()
-    table = gw.commands.table
-    names = sorted(table)
-    if args:
-        want = " ".join(args)
-        if want not in table:
-            raise CommandError("no command %s" % want)
-        return [table[want][1], "  " + table[want][2]]
-    width = 0
-    for n in names:
-        width = max(width, len(table[n][1]))
-    return [table[n][1] + " " * (width - len(table[n][1]) + 2) + table[n][2] for n in names]
+    cmds = gw.commands
+    had = list(cmds.loaded)
+    cmds.load()
+    try:
+        table = cmds.table
+        names = sorted(table)
+        if args:
+            want = " ".join(args)
+            if want not in table:
+                raise CommandError("no command %s" % want)
+            return [table[want][1], "  " + table[want][2]]
+        width = 0
+        for n in names:
+            width = max(width, len(table[n][1]))
+        return [table[n][1] + " " * (width - len(table[n][1]) + 2) + table[n][2] for n in names]
+    finally:
+        cmds.unload(had)  # the groups loaded only to list them go again (heap on a board)
+        compat.gc_collect()
 
 
 def cmd_log(gw, args):
@@ -58,6 +64,44 @@ def link_state(gw):
     return gw.link.describe()
 
 
+def _calls(gw):
+    """The call in progress, the last and the next (session_run), without
+    starting the session owner to ask."""
+    if "sessions" not in gw.__dict__:
+        return ["calls: the session task has not started"]
+    sr = gw.sessions
+    s = sr.current
+    out = []
+    if s is not None:
+        out.append("call: %d %s (%s), %d s" % (s.n, s.phase, s.record["trigger"],
+                                              compat.ticks_diff(compat.ticks_ms(), s.t0) // 1000))
+    out.append("last call: %s" % sr.last_result)
+    out.append("next call: %s" % next_call_text(sr))
+    return out
+
+
+def next_call_text(sr):
+    """What the scheduler last said: "in 4m10s (window: ...)", "none planned (...)"."""
+    secs, kind, why = sr.next
+    if sr.current is not None:
+        return "after this one"
+    if secs is None:
+        return "none planned (%s)" % why
+    if secs == 0:
+        return "now (%s: %s)" % (kind, why)
+    return "in %s (%s: %s)" % (span(secs), kind, why)
+
+
+def span(s):
+    """Seconds -> "2h05m", "7m10s", "40s"."""
+    s = int(s)
+    if s < 60:
+        return "%ds" % s
+    if s < 3600:
+        return "%dm%02ds" % (s // 60, s % 60)
+    return "%dh%02dm" % (s // 3600, s // 60 % 60)
+
+
 def cmd_status(gw, args):
     import sys
 
@@ -79,6 +123,7 @@ def cmd_status(gw, args):
             len([m for m in sys.modules if m.startswith("dialgate.")]), gw.unloads),
         "connections: %d of %d%s" % (len(n.conns), n.max_connections, (" (" + per + ")") if per else ""),
         "link: %s" % link_state(gw),
+    ] + _calls(gw) + [
         "spool: %s free %d" % (gw.cfg["spool.path"], free),
         "listening: %s" % ", ".join(n.listening),
     ]
@@ -86,7 +131,7 @@ def cmd_status(gw, args):
 
 def add_commands(commands):
     commands.add("help", cmd_help, "help [COMMAND]", "list commands, or show one")
-    commands.add("status", cmd_status, "status", "uptime, heap, loaded features, connections, link, spool")
+    commands.add("status", cmd_status, "status", "uptime, heap, loaded features, connections, link, last and next call, spool")
     commands.add("log", cmd_log, "log [N]", "the last N log lines (default 20)")
     commands.add("config get", cmd_config_get, "config get KEY", "show one configuration value")
     commands.add("config set", cmd_config_set, "config set KEY VALUE", "check and save one value (at restart)",

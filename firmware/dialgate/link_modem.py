@@ -48,6 +48,7 @@ class ModemLink(Link):
         self.dialer = Dialer(self.port, self.st)
         call = await self.dialer.connect()
         self.last_call = call
+        self.dial_results = self.dialer.results
         if call is None or call.outcome != modem.CONNECTED or self.dialer.stopping:
             await self._close(call is not None and call.outcome == modem.CONNECTED)
             return call.outcome if call is not None else modem.NO_CARRIER

@@ -29,6 +29,7 @@ class Dialer:
         self.stopping = False
         self.attempts = 0
         self.resets = 0
+        self.results = []  # each attempt's result ("CONNECT 33600/ARQ", "busy"): the cost record
 
     def stop(self):
         self.stopping = True
@@ -101,6 +102,7 @@ class Dialer:
                     log.error("modem: not answering on %s, even after a reset", st.port)
                 else:
                     log.warn("modem: answering again after a reset")
+            self.results.append(call.connect if call.outcome == modem.CONNECTED and call.connect else call.outcome)
             if call.outcome == modem.CONNECTED:
                 log.info("modem: %s (%d bps)", call.connect, call.speed or st.baud)
                 return call

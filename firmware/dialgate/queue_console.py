@@ -1,4 +1,4 @@
-"""Console commands for the outbound queue: queue list/show/retry/delete/flush, stats."""
+"""Console commands for the outbound queue: queue list/show/retry/delete/flush."""
 
 from . import compat, log
 from .console import CommandError, need
@@ -68,9 +68,7 @@ def cmd_show(gw, args):
     return out
 
 
-def cmd_retry(gw, args):
-    need(args, 1, "queue retry ID|all")
-    ids = gw.outq.ids() if args[0] == "all" else [_load(gw, args[0]).id]
+def _make_due(gw, ids):
     n = 0
     for mid in ids:
         try:
@@ -81,11 +79,16 @@ def cmd_retry(gw, args):
         gw.outq.save(rec)
         gw.relay.tried.pop(mid, None)
         n += 1
-    r = gw.relay
-    if r.link_up():
-        r.kicked = True
-        return ["%d message(s) due now; queue run started" % n]
-    return ["%d message(s) due now; they go at the next online session (link is down)" % n]
+    return n
+
+
+def cmd_retry(gw, args):
+    need(args, 1, "queue retry ID|all")
+    ids = gw.outq.ids() if args[0] == "all" else [_load(gw, args[0]).id]
+    n = _make_due(gw, ids)
+    if gw.sessions.current is not None:
+        return ["%d message(s) due now; they go in the call in progress" % n]
+    return ["%d message(s) due now; they go at the next call (dial calls now)" % n]
 
 
 def cmd_delete(gw, args):
@@ -99,24 +102,12 @@ def cmd_delete(gw, args):
 
 
 def cmd_flush(gw, args):
-    r = gw.relay
-    if not r.link_up():
-        raise CommandError("link is down (dial first)")
-    r.kicked = True
-    return ["queue run started (%d message(s) queued)" % len(gw.outq.ids())]
-
-
-def cmd_stats(gw, args):
-    r = gw.relay
-    st = r.state
-    return [
-        "delivered: %d" % st.delivered,
-        "deferred: %d" % st.deferred,
-        "bounced: %d" % st.bounced,
-        "queued: %d" % len(gw.outq.ids()),
-        "online sessions: %d" % st.session,
-        "last run: %s%s" % (r.last_run, " (running now)" if r.running else ""),
-    ]
+    """Everything queued is due now, and a call goes out for it (or the one in progress takes it)."""
+    n = _make_due(gw, gw.outq.ids())
+    if gw.sessions.current is None:
+        gw.request_session("queue flush")
+        return ["%d message(s) due now; call requested" % n]
+    return ["%d message(s) due now; they go in the call in progress" % n]
 
 
 def add_commands(commands):
@@ -124,5 +115,4 @@ def add_commands(commands):
     commands.add("queue show", cmd_show, "queue show ID", "one queued message and its recipients")
     commands.add("queue retry", cmd_retry, "queue retry ID|all", "make a message (or all) due now")
     commands.add("queue delete", cmd_delete, "queue delete ID", "drop a queued message without a bounce")
-    commands.add("queue flush", cmd_flush, "queue flush", "run the queue now (the link must be up)")
-    commands.add("stats", cmd_stats, "stats", "delivered / deferred / bounced recipients, queue size")
+    commands.add("queue flush", cmd_flush, "queue flush", "make every message due and call the ISP now")

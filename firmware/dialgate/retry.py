@@ -58,12 +58,11 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def rfc5322_date(t):
-    """Unix seconds -> "Mon, 2 Jan 2006 15:04:05 +0000" (RFC 5322 §3.3), no runtime epoch quirks."""
-    t = int(t)
+def civil(t):
+    """Unix seconds -> (year, month, day, seconds into the day): H. Hinnant's
+    civil-from-days, valid for any Gregorian date, no runtime epoch quirks."""
     days = t // 86400
     secs = t - days * 86400
-    # civil-from-days (H. Hinnant), valid for any Gregorian date
     z = days + 719468
     era = z // 146097
     doe = z - era * 146097
@@ -73,6 +72,48 @@ def rfc5322_date(t):
     d = doy - (153 * mp + 2) // 5 + 1
     m = mp + 3 if mp < 10 else mp - 9
     y = yoe + era * 400 + (1 if m <= 2 else 0)
+    return y, m, d, secs
+
+
+def rfc5322_date(t):
+    """Unix seconds -> "Mon, 2 Jan 2006 15:04:05 +0000" (RFC 5322 §3.3), no runtime epoch quirks."""
+    t = int(t)
+    y, m, d, secs = civil(t)
+    days = t // 86400
     wd = (days + 3) % 7  # 1970-01-01 was a Thursday
     return "%s, %d %s %d %02d:%02d:%02d +0000" % (
         _DAYS[wd], d, _MONTHS[m - 1], y, secs // 3600, secs // 60 % 60, secs % 60)
+
+
+def days_from_civil(y, m, d):
+    """Days since 1970-01-01 of a Gregorian date (H. Hinnant), the inverse of the above."""
+    y -= 1 if m <= 2 else 0
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def parse_date(text):
+    """Unix seconds of the first RFC 5322 §3.3 date in `text` ("2 Dec 2026 09:00:00
+    +0100", as a sendmail-style greeting or a Received line carries it), or 0."""
+    words = text.replace(",", " ").replace(";", " ").split()
+    for i in range(len(words) - 3):
+        mon = words[i + 1][:3].title()
+        if mon not in _MONTHS or not words[i].isdigit() or not words[i + 2].isdigit():
+            continue
+        hms = words[i + 3].split(":")
+        if len(hms) < 2 or not all([x.isdigit() for x in hms]):
+            continue
+        y = int(words[i + 2])
+        if y < 100:
+            y += 2000  # RFC 5322 §4.3 obsolete two-digit year
+        t = days_from_civil(y, _MONTHS.index(mon) + 1, int(words[i])) * 86400
+        t += int(hms[0]) * 3600 + int(hms[1]) * 60 + (int(hms[2]) if len(hms) > 2 else 0)
+        z = words[i + 4] if i + 4 < len(words) else "+0000"
+        if len(z) == 5 and z[0] in "+-" and z[1:].isdigit():
+            off = int(z[1:3]) * 3600 + int(z[3:]) * 60
+            t -= off if z[0] == "+" else -off
+        return t
+    return 0

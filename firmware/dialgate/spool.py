@@ -118,6 +118,11 @@ class Spool:
         self._deferred = False
         self.maildrops = Maildrops(self)
         self._queue = None
+        self.delivered_local = 0  # messages committed into maildrops since boot (the cost record's msgs_in)
+
+    def queue_loaded(self):
+        """Has the outbound queue been loaded (a message queued, or asked for)?"""
+        return self._queue is not None
 
     @property
     def queue(self):
@@ -420,6 +425,8 @@ class SpoolWriter:
             if e.args and e.args[0] == _ENOSPC:
                 raise SpoolFull(_ENOSPC, "spool full")
             raise
+        if users:
+            self.spool.delivered_local += 1
         return self.id
 
     def abort(self):

@@ -101,12 +101,26 @@ def test_enum_and_minimum():
 
 def test_etrn_needs_a_smarthost_and_sane_arguments():
     try:
-        fwtest.host_config({"relay.etrn": ["office.test"]})  # no relay.smarthost in it
-        raise AssertionError("relay.etrn accepted without a smarthost")
+        fwtest.host_config({"session.etrn": ["office.test"]})  # no relay.smarthost in it
+        raise AssertionError("session.etrn accepted without a smarthost")
     except config.ConfigError as e:
-        assert str(e) == "relay.etrn: needs relay.smarthost (ETRN is sent to the ISP's server)", str(e)
-    assert _err({"relay": {"etrn": ["office test"]}}) == 'relay.etrn: bad ETRN argument "office test"'
-    assert _err({"relay": {"etrn": "office.test"}}).startswith("relay.etrn: expected a list")
+        assert str(e) == "session.etrn: needs relay.smarthost (ETRN is sent to the ISP's server)", str(e)
+    assert _err({"session": {"etrn": ["office test"]}}) == 'session.etrn: bad ETRN argument "office test"'
+    assert _err({"session": {"etrn": "office.test"}}).startswith("session.etrn: expected a list")
+
+
+def test_old_relay_etrn_key_still_works_with_a_deprecation_line():
+    cfg = fwtest.host_config({"relay.etrn": ["office.test"], "relay.smarthost": "isp.test:25"})
+    assert cfg["session.etrn"] == ["office.test"]
+    assert cfg.deprecated == ["relay.etrn is deprecated: it is now session.etrn (used as that)"]
+    assert _err({"relay": {"etrn": ["a.test"], "smarthost": "isp.test:25"},
+                 "session": {"etrn": ["b.test"]}}) == "relay.etrn: renamed session.etrn; set only session.etrn"
+
+
+def test_schedule_entries_are_checked_at_start_up():
+    assert _err({"schedule": {"windows": ["mon-fry 08:00-18:00 every 60"]}}).startswith("schedule.windows: ")
+    assert _err({"schedule": {"times": ["25:00"]}}).startswith("schedule.times: ")
+    assert _err({"schedule": {"utc_offset": 900}}).startswith("schedule.utc_offset: 900 is out of range")
 
 
 def test_bad_json_and_missing_file_and_profile():

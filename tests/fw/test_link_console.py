@@ -95,13 +95,36 @@ def test_second_caller_waits_for_the_first_attempt():
     asyncio.run(go())
 
 
-def test_scheduler_hook_takes_the_dial():
+class FakeSessions:
+    """session_run.SessionRunner as the console sees it."""
+
+    def __init__(self):
+        self.current = None
+        self.hung = []
+
+    def hangup(self, why):
+        self.hung.append(why)
+        return self.current is not None
+
+
+class Call:
+    n = 4
+    phase = "lingering"
+
+
+def test_dial_and_hangup_go_through_the_session_owner():
     lk = SlowLink(link.UP)
     gw = FakeGateway(lk)
     asked = []
     gw.request_session = asked.append
-    assert gw.commands.run(gw, "dial")[0] == "session requested: dialling"
-    assert asked == ["operator"] and lk.dials == 0
+    gw.sessions = FakeSessions()
+    assert gw.commands.run(gw, "dial")[0] == "call requested: dialling within a second; `status` shows it"
+    assert asked == ["operator"] and lk.dials == 0  # the session dials, not the console
+    gw.sessions.current = Call()
+    assert gw.commands.run(gw, "dial")[0] == "call 4 in progress (lingering)" and asked == ["operator"]
+    lk.state = "up"
+    assert gw.commands.run(gw, "hangup") == ["hanging up call 4", "OK"]
+    assert gw.sessions.hung == ["operator"] and lk.hangups == 0
 
 
 def test_no_link():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 
 import pytest
@@ -281,12 +282,18 @@ def test_operator_hangup_stops_a_redial_wait(emu_factory):
 
 
 def test_console_dial_status_hangup(tmp_path, emu_factory):
+    """`dial` asks the session owner for a call; `hangup` ends it mid-flush (a
+    smarthost that accepts and then says nothing keeps the queue run waiting)."""
     emu = emu_factory(["answer"], bps=33600)
-    over = {"link.type": "emulated", "modem.port": emu.url, "modem.connect_timeout": 3, "modem.guard_ms": 50}
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    over = {"link.type": "emulated", "modem.port": emu.url, "modem.connect_timeout": 3, "modem.guard_ms": 50,
+            "link.smtp": f"127.0.0.1:{silent.getsockname()[1]}"}  # (not through the line: not its test)
     gw = Gateway(tmp_path, over)
     try:
         ok, lines, _ = gw.command("dial")
-        assert ok and lines[0].startswith("dialling")
+        assert ok and lines[0].startswith("call requested"), lines
         state = ""
         for _ in range(100):
             ok, lines, _ = gw.command("status")
@@ -295,9 +302,9 @@ def test_console_dial_status_hangup(tmp_path, emu_factory):
                 break
             time.sleep(0.05)
         assert state.startswith("link: up 33600 bps"), state
-        assert gw.command("dial")[1][0].startswith("link already up")
+        assert gw.command("dial")[1][0].startswith("call 1 in progress")
         ok, lines, _ = gw.command("hangup")
-        assert ok and lines == ["hanging up"]
+        assert ok and lines == ["hanging up call 1"], lines
         for _ in range(100):
             state = next(x for x in gw.command("status")[1] if x.startswith("link:"))
             if state == "link: down (emulated)":
@@ -305,7 +312,10 @@ def test_console_dial_status_hangup(tmp_path, emu_factory):
             time.sleep(0.05)
         assert state == "link: down (emulated)"
         assert "STATUS command" in emu.status()
+        ok, lines, _ = gw.command("stats calls")
+        assert ok and lines[0].startswith("#1 ") and "end operator, ok" in lines[0], lines
     finally:
+        silent.close()
         gw.stop()
         with contextlib.suppress(Exception):
             print(gw.output())

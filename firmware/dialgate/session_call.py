@@ -1,0 +1,205 @@
+"""One call, driven (`SessionRunner.call` imports this for it): a
+session.DialSession's actions carried out through the link and the relay,
+the cost record written, and the line down at the end whatever happened.
+Loaded for a call and unloaded with the phase machine between calls
+(app.RELEASE "call"), so a board keeps only the scheduler and the task."""
+
+import asyncio
+
+from . import compat, log, scheduler
+from . import session as S
+from .compat import const
+
+POLL_MS = const(250)  # how often a running dial or flush is looked at
+TICK_MS = const(1000)  # how often the phase machine is asked
+
+
+async def run_call(sr, kind, why):
+    """One call for the SessionRunner `sr`: a DialSession driven through the link
+    and the relay, the line always down at the end, the record written."""
+    gw = sr.gw
+    t = compat.ticks_ms()
+    trusted = compat.clock_trusted()
+    wall = compat.wall_time() if trusted else 0
+    if sr.n < 0:
+        sr.n = gw.costlog.last_number()
+    sr.n += 1
+    s = S.DialSession(sr.cfg, sr.n, kind, why, t, wall)
+    sr.current = s
+    sr.last_start = t
+    if trusted:  # a call serves the window/time slot it falls on, whatever started it
+        sr.last_slot = scheduler.slot_due(sr.plan, wall, sr.last_slot) or sr.last_slot
+    sr.requested = ""
+    sr._stop = ""
+    log.info("session %d: calling (%s: %s)", sr.n, kind, why)
+    link = gw.link
+    relay = gw.relay
+    spool = gw.spool
+    in0 = spool.delivered_local
+    task = None
+    box = [None]  # what the running dial or flush returned
+    doing = None
+    flushes = 0
+    bytes_seen = -1
+    active = t
+    last_tick = t
+    act = s.start()
+    try:
+        while act != S.DONE:
+            if act == S.DIAL:
+                doing = act
+                task = _spawn(link.up(), box)
+            elif act == S.FLUSH:
+                if flushes == 0:
+                    relay.begin_session()
+                flushes += 1
+                doing = act
+                task = _spawn(relay.flush(s.etrn_now), box)
+            elif act == S.HANGUP:
+                await _end_task(sr, task, doing, link)
+                task = None
+                await link.down()
+                act = s.hung_up(compat.ticks_ms(), link.bytes_in, link.bytes_out, spool.delivered_local - in0)
+                continue
+            act = None
+            while act is None:
+                await asyncio.sleep(POLL_MS / 1000)
+                now = compat.ticks_ms()
+                if task is not None and task.done():
+                    res = box[0]
+                    box[0] = None
+                    task = None
+                    if doing == S.DIAL:
+                        if res == "up":
+                            log.info("session %d: online at %d bps", s.n, link.speed)
+                            _set_clock(sr, None)
+                        act = s.dialled(res, link.speed, link.dial_results, now)
+                    else:
+                        _set_clock(sr, relay.greeting)
+                        err = relay.run_error if res is not None else "flush failed (see log)"
+                        act = s.flushed(relay.run_delivered, err, relay.etrn_results, now)
+                        _log_ask(sr, s)
+                    if act is not None:
+                        break
+                if sr._stop:
+                    act = s.stop(sr._stop)
+                    sr._stop = ""
+                    if act is not None:
+                        break
+                b = link.bytes_in + link.bytes_out
+                if b != bytes_seen:
+                    bytes_seen = b
+                    active = now
+                active = _conn_activity(sr, active)
+                if compat.ticks_diff(now, last_tick) < TICK_MS:
+                    continue
+                last_tick = now
+                act = s.tick(now, link.is_up(), active, _due_now(sr), task is not None)
+    except asyncio.CancelledError:  # the gateway is stopping: never leave the line up
+        await _abort(sr, s, task, doing, link, spool.delivered_local - in0, "gateway stopping", "")
+        raise
+    except Exception as e:  # a bug or no heap: still hang up, record it, retry later
+        log.exception("session %d" % s.n, e)
+        await _abort(sr, s, task, doing, link, spool.delivered_local - in0, "internal error",
+                     "internal error: " + compat.exc_text(e))
+        return
+    _finish(sr, s)
+
+
+async def _abort(sr, s, task, doing, link, msgs_in, why, failure):
+    """End a call the loop could not finish: stop what runs, hang up, keep the record."""
+    s.stop(why)
+    if failure and not s.failure:
+        s.failure = failure
+    try:
+        await _end_task(sr, task, doing, link)
+    finally:
+        await link.down()  # never raises (link.py)
+        s.hung_up(compat.ticks_ms(), link.bytes_in, link.bytes_out, msgs_in)
+        _finish(sr, s)
+
+async def _end_task(sr, task, doing, link):
+    """Stop a dial or flush still running before the line goes down."""
+    if task is None or task.done():
+        return
+    if doing == "dial":  # session.DIAL
+        await link.down()  # stops the dialler; up() then returns
+    else:
+        task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception as e:
+        log.exception("session", e)
+
+def _finish(sr, s):
+    r = s.record
+    sr.current = None
+    t = compat.ticks_ms()
+    sr.last_end = t
+    sr.recent.append((sr.last_start, r["start"], r["online"]))
+    if s.ok:
+        sr.fails = 0
+        sr.fail_why = ""
+    else:
+        sr.fails += 1
+        sr.fail_why = s.failure
+    sr.last_result = "%s: %s, %d s online, %d out / %d in%s" % (
+        r["end"], "ok" if s.ok else "FAILED (" + s.failure + ")", r["online"], r["msgs_out"], r["msgs_in"],
+        (", " + r["ask"]) if r["ask"] else "")
+    log.info("session %d: ended (%s); %s", s.n, r["end"], sr.last_result)
+    sr.gw.costlog.append(r)
+
+def _log_ask(sr, s):
+    if s.record["ask"].startswith("ETRN 5"):
+        log.error("session %d: the ISP refused ETRN %s (%s): check session.etrn", s.n,
+                  ",".join(s.etrn), s.record["ask"])
+
+def _set_clock(sr, greeting):
+    """Trust the clock once the link is up: NTP where the runtime has it, else
+    the date in the ISP's SMTP greeting (docs/sessions.md, "Clock")."""
+    if compat.clock_trusted():
+        return
+    t = 0
+    if greeting is None:
+        from .compat_relay import ntp_time  # the network side of the runtime (NTP over the link)
+
+        t = ntp_time() or 0
+        how = "NTP"
+    else:
+        from .retry import parse_date
+
+        t = parse_date(greeting.decode("utf-8", "replace")) if greeting else 0
+        how = "the ISP's greeting"
+    if compat.clock_ok(t):
+        step = compat.set_wall(t)
+        log.info("clock: set from %s (stepped %d s); time-of-day windows apply now", how, step)
+
+
+def _conn_activity(sr, active):
+    """The newest octet of an SMTP session (the ISP delivering through ETRN)."""
+    for c in sr.gw.net.conns:
+        if c.kind == "smtp" and compat.ticks_diff(c.last, active) > 0:
+            active = c.last
+    return active
+
+
+def _due_now(sr):
+    q = sr.gw.outq
+    return len(q) > 0 and len(q.due(compat.wall_time())) > 0
+
+
+def _spawn(coro, box):
+    """Run `coro` as a task that leaves its result in box[0] (None if it raised)."""
+
+    async def run():
+        try:
+            box[0] = await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.exception("session", e)
+            box[0] = None
+
+    return asyncio.create_task(run())
