@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import email.utils
 import json
 import os
 import signal
@@ -85,7 +86,9 @@ class IspSession:
         return line
 
     async def run(self) -> None:
-        await self.reply(f"220 {self.isp.name} ESMTP emulated ISP")
+        # sendmail-style: the greeting carries the ISP's date, which a board without
+        # a battery clock may take as the time (docs/sessions.md, "Clock")
+        await self.reply(f"220 {self.isp.name} ESMTP emulated ISP; {email.utils.formatdate(usegmt=False)}")
         while True:
             try:
                 raw = await self.readline()
@@ -281,6 +284,17 @@ class Isp:
         return await asyncio.start_server(handle, host, port, limit=MAX_LINE * 2)
 
 
+def hold_demo(isp: Isp, n: int) -> None:
+    """Held mail for a newcomer to watch arrive: to postmaster (always a maildrop)."""
+    for i in range(1, n + 1):
+        body = (f"From: Demo Sender <demo{i}@example.net>\r\nTo: postmaster@{isp.office_domain}\r\n"
+                f"Subject: held at the ISP until your gateway called ({i} of {n})\r\n"
+                f"Date: {email.utils.formatdate()}\r\nMessage-ID: <demo{i}.{time.time_ns()}@example.net>\r\n\r\n"
+                f"This message waited at {isp.name} until the office's gateway dialled in and sent ETRN.\r\n")
+        isp.store.put("held", f"demo{i}@example.net", [f"postmaster@{isp.office_domain}"], body.encode())
+    isp.log(f"isp: holding {n} demo message(s) for {isp.office_domain}")
+
+
 def _hostport(s: str) -> tuple[str, int]:
     h, _, p = s.rpartition(":")
     return h, int(p)
@@ -295,9 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", default="run/isp", type=Path)
     ap.add_argument("--user", action="append", default=[], help="NAME:PASSWORD for AUTH (repeatable)")
     ap.add_argument("--relay-from", action="append", default=[], help="client address allowed to relay without AUTH")
+    ap.add_argument("--demo", type=int, default=0, metavar="N",
+                    help="start with N demo messages held for postmaster@ and the office's users (if none are held)")
     a = ap.parse_args(argv)
     users = dict(u.split(":", 1) for u in a.user) or {"office": "office-secret"}
     isp = Isp(a.name, a.office_domain, a.office_smtp, a.dir, users, tuple(a.relay_from))
+    if a.demo and not isp.store.held():
+        hold_demo(isp, a.demo)
 
     async def run() -> None:
         srv = await isp.serve(*a.listen)

@@ -3,7 +3,8 @@
 Starts three processes, wired as the `host` board profile expects:
 
 * the emulated ISP (host_tools/isp_emulator.py) on 127.0.0.1:2600: the office's
-  smarthost (relays for its dial-up customer's line, or after AUTH office / office-secret), holding mail for office.test until ETRN;
+  smarthost (relays for its dial-up customer's line, or after AUTH office / office-secret), holding mail for office.test until ETRN
+  (it starts with two demo messages held for postmaster@office.test);
 * the emulated modem (host_tools/modem_emulator.py): serial side 127.0.0.1:2700,
   33,600 bps line; while a call is up it carries 127.0.0.1:2526 -> ISP:2600 and
   ISP-side 127.0.0.1:2625 -> gateway SMTP 127.0.0.1:2525;
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     procs.append(("isp", subprocess.Popen(
         [py, "-m", "host_tools.isp_emulator", "--listen", "127.0.0.1:2600", "--office-smtp", "127.0.0.1:2625",
          "--dir", str(run / "isp"), "--user", "office:office-secret",
-         "--relay-from", "127.0.0.1"], cwd=ROOT)))
+         "--relay-from", "127.0.0.1", "--demo", "2"], cwd=ROOT)))
     procs.append(("modem", subprocess.Popen(
         [py, "-m", "host_tools.modem_emulator", "--serial", "127.0.0.1:2700", "--bps", "33600",
          "--time-scale", "0.1"], cwd=ROOT)))
@@ -70,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     runtime = f"MicroPython at {a.upy} heap" if a.upy else "CPython"
     print(f"dialgate (make run, {runtime}): SMTP 127.0.0.1:2525, POP3 127.0.0.1:1110, console 127.0.0.1:2323", flush=True)
     print("  emulated modem on 127.0.0.1:2700 (33,600 bps), emulated ISP smtp.isp.test on 127.0.0.1:2600", flush=True)
-    print("  console: make console (or python3 -m host_tools.console_client); `dial` goes online", flush=True)
+    print("  the gateway calls by itself: on the first queued message and every 3 minutes (configs/host.json);",
+          flush=True)
+    print("  it hangs up once the line is quiet for 10 s. Watch: make console, then `status`, `stats calls`, "
+          "`schedule`, `log`", flush=True)
 
     stop = {"now": False}
 

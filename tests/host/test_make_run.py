@@ -1,6 +1,8 @@
 """`make run`'s system end to end: gateway + emulated modem + emulated ISP on the
-host profile's fixed ports. LAN mail leaves only once `dial` brings the line up;
-mail the ISP holds for the office arrives in the same session (ETRN)."""
+host profile's fixed ports, as a newcomer meets it: send one message and wait.
+The first queued message makes the gateway call by itself; the mail goes out,
+the ISP's held mail (two demo messages and one more) comes in over ETRN, and
+the line goes down by itself once it is quiet; `stats calls` shows the call."""
 
 import poplib
 import signal
@@ -59,34 +61,42 @@ def _pop3_count(user, password):
         pop.quit()
 
 
-def test_dial_session_sends_the_queue_and_fetches_held_mail(system):
+def _status(c, prefix):
+    return [x for x in c.command("status")[1] if x.startswith(prefix)]
+
+
+def test_send_one_message_and_wait_the_call_happens_by_itself(system):
     c = ConsoleClient()
     try:
         assert c.command("user add bob bob-secret")[0]
-        with smtplib.SMTP("127.0.0.1", 2525) as s:
-            s.sendmail("bob@office.test", ["far@example.net"], "Subject: out\r\n\r\nhello over the modem\r\n")
+        assert c.command("user add postmaster pm-secret")[0]
         with smtplib.SMTP("127.0.0.1", 2600) as s:  # the Internet writes to bob: the ISP holds it
             s.sendmail("far@example.net", ["bob@office.test"], "Subject: in\r\n\r\nheld at the ISP\r\n")
-        time.sleep(1.5)
+        assert _status(c, "link: down"), c.command("status")[1]
+        assert _status(c, "last call: no call since boot")
         internet = system / "isp" / "internet"
-        assert not list(internet.glob("*.eml")), "mail left before the line was up"
-        ok, lines, _ = c.command("status")
-        assert any(x.startswith("link: down") for x in lines), lines
-        assert c.command("dial")[0]
-        assert _wait(lambda: list(internet.glob("*.eml"))), c.command("log 30")[1]
+        with smtplib.SMTP("127.0.0.1", 2525) as s:  # the trigger: schedule.queue_count 1 (configs/host.json)
+            s.sendmail("bob@office.test", ["far@example.net"], "Subject: out\r\n\r\nhello over the modem\r\n")
+        # nobody types `dial`
+        assert _wait(lambda: list(internet.glob("*.eml")), 40), c.command("log 40")[1]
         body = next(internet.glob("*.eml")).read_bytes()
         assert b"hello over the modem" in body and b"Received: from" in body
-        ok, lines, _ = c.command("status")
-        assert any(x.startswith("link: up 33600 bps") for x in lines), lines
-        # relay.etrn (configs/host.json): the session asked for office.test, so the
-        # ISP delivered the held message back over the line to the gateway
-        assert _wait(lambda: _pop3_count("bob", "bob-secret") == 1), c.command("log 30")[1]
+        assert _wait(lambda: _pop3_count("bob", "bob-secret") == 1, 30), c.command("log 40")[1]
+        assert _wait(lambda: _pop3_count("postmaster", "pm-secret") == 2, 30), c.command("log 40")[1]  # the demo
         pop = poplib.POP3("127.0.0.1", 1110, timeout=10)
         pop.user("bob")
         pop.pass_("bob-secret")
         assert b"held at the ISP" in b"\n".join(pop.retr(1)[1])
         pop.quit()
-        assert c.command("hangup")[0]
-        assert _wait(lambda: any(x.startswith("link: down") for x in c.command("status")[1]), 15)
+        # session.idle_hangup 10 s: the line goes down by itself
+        assert _wait(lambda: _status(c, "link: down"), 40), c.command("log 40")[1]
+        ok, lines, _ = c.command("stats calls")
+        assert ok and len(lines) == 1, lines
+        assert lines[0].startswith("#1 ") and " queue: " in lines[0] and "ask ETRN 250, end idle, ok" in lines[0], lines
+        assert "in " in lines[0] and "/3 msgs" in lines[0] and "/1 msgs" in lines[0], lines
+        assert _status(c, "last call: idle: ok")
+        assert _status(c, "next call: in "), c.command("status")[1]  # schedule.interval
+        ok, lines, _ = c.command("schedule")
+        assert ok and lines[0].startswith("next call: in ") and any(x.startswith("clock: trusted") for x in lines)
     finally:
         c.close()
