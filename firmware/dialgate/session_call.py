@@ -30,7 +30,7 @@ async def run_call(sr, kind, why):
     if trusted:  # a call serves the window/time slot it falls on, whatever started it
         sr.last_slot = scheduler.slot_due(sr.plan, wall, sr.last_slot) or sr.last_slot
     sr.requested = ""
-    sr._stop = ""
+    sr.stop_why = ""
     log.info("session %d: calling (%s: %s)", sr.n, kind, why)
     link = gw.link
     relay = gw.relay
@@ -56,7 +56,7 @@ async def run_call(sr, kind, why):
                 doing = act
                 task = _spawn(relay.flush(s.etrn_now), box)
             elif act == S.HANGUP:
-                await _end_task(sr, task, doing, link)
+                await _end_task(task, doing, link)
                 task = None
                 await link.down()
                 act = s.hung_up(compat.ticks_ms(), link.bytes_in, link.bytes_out, spool.delivered_local - in0)
@@ -72,18 +72,20 @@ async def run_call(sr, kind, why):
                     if doing == S.DIAL:
                         if res == "up":
                             log.info("session %d: online at %d bps", s.n, link.speed)
-                            _set_clock(sr, None)
+                            _set_clock(None)
                         act = s.dialled(res, link.speed, link.dial_results, now)
                     else:
-                        _set_clock(sr, relay.greeting)
+                        _set_clock(relay.greeting)
                         err = relay.run_error if res is not None else "flush failed (see log)"
+                        asked = s.etrn_now
                         act = s.flushed(relay.run_delivered, err, relay.etrn_results, now)
-                        _log_ask(sr, s)
+                        if asked:
+                            _log_ask(s)
                     if act is not None:
                         break
-                if sr._stop:
-                    act = s.stop(sr._stop)
-                    sr._stop = ""
+                if sr.stop_why:
+                    act = s.stop(sr.stop_why)
+                    sr.stop_why = ""
                     if act is not None:
                         break
                 b = link.bytes_in + link.bytes_out
@@ -112,13 +114,14 @@ async def _abort(sr, s, task, doing, link, msgs_in, why, failure):
     if failure and not s.failure:
         s.failure = failure
     try:
-        await _end_task(sr, task, doing, link)
+        await _end_task(task, doing, link)
     finally:
         await link.down()  # never raises (link.py)
         s.hung_up(compat.ticks_ms(), link.bytes_in, link.bytes_out, msgs_in)
         _finish(sr, s)
 
-async def _end_task(sr, task, doing, link):
+
+async def _end_task(task, doing, link):
     """Stop a dial or flush still running before the line goes down."""
     if task is None or task.done():
         return
@@ -132,6 +135,7 @@ async def _end_task(sr, task, doing, link):
         pass
     except Exception as e:
         log.exception("session", e)
+
 
 def _finish(sr, s):
     r = s.record
@@ -151,12 +155,14 @@ def _finish(sr, s):
     log.info("session %d: ended (%s); %s", s.n, r["end"], sr.last_result)
     sr.gw.costlog.append(r)
 
-def _log_ask(sr, s):
+
+def _log_ask(s):
     if s.record["ask"].startswith("ETRN 5"):
         log.error("session %d: the ISP refused ETRN %s (%s): check session.etrn", s.n,
                   ",".join(s.etrn), s.record["ask"])
 
-def _set_clock(sr, greeting):
+
+def _set_clock(greeting):
     """Trust the clock once the link is up: NTP where the runtime has it, else
     the date in the ISP's SMTP greeting (docs/sessions.md, "Clock")."""
     if compat.clock_trusted():

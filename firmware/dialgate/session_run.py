@@ -43,7 +43,7 @@ class SessionRunner:
         self.seen = {}  # queued id -> [ticks first seen, urgent?]
         self.qlen = -1
         self.recent = []  # [(ticks start, wall start or 0, online s)] of calls in the last day
-        self._stop = ""
+        self.stop_why = ""  # set by hangup(): session_call stops the call
         self._head = None
         self._none_queued = not compat.listdir(gw.spool.path("queue"))
         if self.plan.daily_calls or self.plan.daily_seconds:
@@ -59,7 +59,7 @@ class SessionRunner:
         """Hang up the call in progress (returns False if there is none)."""
         if self.current is None:
             return False
-        self._stop = why
+        self.stop_why = why
         return True
 
     # ---- the task ------------------------------------------------------------
