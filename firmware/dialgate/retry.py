@@ -100,7 +100,8 @@ def parse_date(text):
     +0100", as a sendmail-style greeting or a Received line carries it), or 0."""
     words = text.replace(",", " ").replace(";", " ").split()
     for i in range(len(words) - 3):
-        mon = words[i + 1][:3].title()
+        w = words[i + 1]
+        mon = w[:1].upper() + w[1:3].lower()  # no str.title() on MicroPython
         if mon not in _MONTHS or not words[i].isdigit() or not words[i + 2].isdigit():
             continue
         hms = words[i + 3].split(":")
