@@ -55,6 +55,14 @@ class Office:
         self.rev = free_port()  # ISP side of the line -> the gateway's SMTP listener
         self.isp = IspPostfix(mailboxes=("bob@example.com",), hold_domains=("office.test",),
                               hold_nexthop=f"127.0.0.1:{self.rev}").start()
+        self.emu = self.gw = None
+        try:
+            self._start(tmp_path, scenarios)
+        except BaseException:
+            self.close()  # never leave a Postfix or an emulator behind
+            raise
+
+    def _start(self, tmp_path, scenarios: list[str]) -> None:
         self.fwd = free_port()  # gateway side of the line -> the ISP's submission port
         self.emu = ModemEmulator(scenarios, bps=BPS, rtt_ms=150, scale=SCALE,
                                  forward={self.fwd: self.isp.ports["submission"]}, reverse={self.rev: self.gw_smtp})
@@ -116,10 +124,14 @@ class Office:
 
     def close(self) -> None:
         try:
-            self.gw.stop()
+            if self.gw is not None:
+                self.gw.stop()
         finally:
-            self.emu.stop()
-            self.isp.stop()
+            try:
+                if self.emu is not None:
+                    self.emu.stop()
+            finally:
+                self.isp.stop()
 
 
 def wait(cond, seconds: float, what: str, office: Office | None = None):
