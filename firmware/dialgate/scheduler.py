@@ -231,7 +231,7 @@ def next_call(plan, now):
 
     cands = []  # (seconds, kind, why), in priority order for ties
     if plan.queue_count and now.due >= plan.queue_count:
-        cands.append((0, "queue", "%d due messages (schedule.queue_count %d)" % (now.due, plan.queue_count)))
+        cands.append((0, "queue", "%d due message%s (schedule.queue_count %d)" % (now.due, "" if now.due == 1 else "s", plan.queue_count)))
     if plan.queue_age and now.due > 0 and now.oldest >= 0:
         left = (plan.queue_age * 1000 - now.oldest + 999) // 1000
         cands.append((max(left, 0), "age", "oldest due message waited %s (schedule.queue_age %s)"

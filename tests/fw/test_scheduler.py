@@ -129,6 +129,8 @@ def test_queue_count_and_min_gap():
     assert next_call(p, n) == (240, "queue", "3 due messages (schedule.queue_count 3); min gap: 4m left")
     n.ticks = 340000
     assert next_call(p, n)[0] == 0
+    assert next_call(plan({"schedule.queue_count": 1}), Now(ticks=1000, due=1))[2] == (
+        "1 due message (schedule.queue_count 1)")
 
 
 def test_queue_age():
