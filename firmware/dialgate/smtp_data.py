@@ -207,8 +207,9 @@ class DotDecoder:
                     i += 1
                     run = i
                     st = _MID
-                else:  # RFC 5321 §4.5.2: a leading dot on a longer line is removed
-                    self.linelen = 1
+                else:  # RFC 5321 §4.5.2: a leading dot on a longer line is removed,
+                    # and it is no part of the text line (§4.5.3.1.6 counts what is stored)
+                    self.linelen = 0
                     st = _MID
             else:  # _DOTCR
                 if buf[i] == LF:  # <CRLF>.<CRLF>: the end (RFC 5321 §4.1.1.4)

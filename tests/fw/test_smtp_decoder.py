@@ -67,6 +67,16 @@ def test_text_line_limit_latches_and_keeps_scanning():
         assert err == ERR_LINE and used == len(long) + 9
 
 
+def test_the_transparency_dot_is_not_part_of_the_text_line():
+    # RFC 5321 §4.5.2 / §4.5.3.1.6: a 998-octet line that begins with "." goes on
+    # the wire as 999 octets ("." added); it must be stored as its 998 octets
+    line = b"." + b"d" * 997
+    stored, used, err = decode(b"head\r\n." + line + b"\r\n.\r\n", 11, scratch=64)
+    assert err is None and stored == b"head\r\n" + line + b"\r\n", (err, len(stored))
+    stored, used, err = decode(b".." + b"d" * 998 + b"\r\n.\r\n", 11, scratch=64)
+    assert err == ERR_LINE  # 999 octets after unstuffing: one over
+
+
 def test_size_latch_stops_writing():
     data = b"y" * 50 + b"\r\n" + b"z" * 50 + b"\r\n.\r\n"
     for piece in (1, 5, 200):

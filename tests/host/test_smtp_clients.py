@@ -275,6 +275,20 @@ def test_smuggled_end_of_data_stays_in_the_message(gw):
     assert pop_last(gw).count(b"MAIL FROM:<evil@example.net>") == 3
 
 
+def test_998_octet_line_starting_with_a_dot_reaches_pop3_octet_for_octet(gw):
+    # RFC 5321 §4.5.2 / §4.5.3.1.6: smtplib stuffs the dot (999 octets on the
+    # wire); the stored text line is the original 998 octets, and POP3 serves it
+    line = b"." + bytes(range(48, 58)) * 99 + b"1234567"
+    assert len(line) == 998
+    msg = b"Subject: long dotted line\r\n\r\n" + line + b"\r\n" + b"after it\r\n"
+    before = pop_count(gw)
+    with smtplib.SMTP("127.0.0.1", gw.smtp_port, timeout=20) as s:
+        s.sendmail("bob@office.test", ["alice@office.test"], msg)
+    assert pop_count(gw) == before + 1
+    body = pop_last(gw).split(b"\r\n\r\n", 1)[1]  # under our Received, Date and Message-ID lines
+    assert body == line + b"\r\nafter it", body[-200:]  # pop_last joins lines without the last CRLF
+
+
 def swaks(gw: Gateway) -> str:
     return f"swaks --server 127.0.0.1 --port {gw.smtp_port} --local-interface {OUTSIDE} --timeout 20 "
 
