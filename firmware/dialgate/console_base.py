@@ -64,6 +64,11 @@ def link_state(gw):
     return gw.link.describe()
 
 
+def _corrupt(gw):
+    n = gw.spool.corrupt if "spool" in gw.__dict__ else 0
+    return ("; %d unreadable queue record(s) set aside in corrupt/ (see log)" % n) if n else ""
+
+
 def _calls(gw):
     """The call in progress, the last and the next (session_run), without
     starting the session owner to ask."""
@@ -124,7 +129,7 @@ def cmd_status(gw, args):
         "connections: %d of %d%s" % (len(n.conns), n.max_connections, (" (" + per + ")") if per else ""),
         "link: %s" % link_state(gw),
     ] + _calls(gw) + [
-        "spool: %s free %d" % (gw.cfg["spool.path"], free),
+        "spool: %s free %d%s" % (gw.cfg["spool.path"], free, _corrupt(gw)),
         "listening: %s" % ", ".join(n.listening),
     ]
 

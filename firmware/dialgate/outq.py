@@ -8,7 +8,7 @@ has the same format and becomes the queue record by a rename.
 import json
 import os
 
-from . import compat
+from . import compat, log
 from .spool import read_record
 
 PENDING = "pending"
@@ -79,9 +79,18 @@ class OutboundQueue:
         for name in names:
             try:
                 self._next[name] = read_record(d + "/" + name).get("next", 0)
-            except (OSError, ValueError):
-                self._next[name] = 0
+            except (OSError, ValueError, AttributeError) as e:  # AttributeError: JSON, but not an object
+                self._set_aside(name, e)
         return len(self._next)
+
+    def _set_aside(self, msg_id, e):
+        """An unreadable record: out of the queue (a queue run would skip it for
+        ever, and it would look due to the scheduler), into corrupt/."""
+        self._next.pop(msg_id, None)
+        try:
+            self.spool.set_aside(msg_id, compat.exc_text(e))
+        except OSError as e2:
+            log.error("queue: record %s unreadable and cannot be moved aside: %s", msg_id, compat.exc_text(e2))
 
     def index(self, msg_id, next_attempt):
         self._next[msg_id] = next_attempt
@@ -99,9 +108,12 @@ class OutboundQueue:
 
     def load(self, msg_id):
         """The QueueRecord for `msg_id`; KeyError if it is not queued."""
+        path = self.spool.path("queue", msg_id)
         try:
-            return QueueRecord(read_record(self.spool.path("queue", msg_id)))
-        except (OSError, ValueError):
+            return QueueRecord(read_record(path))
+        except (OSError, ValueError, AttributeError, KeyError, TypeError, IndexError) as e:
+            if compat.exists(path):  # there, but not a record: set it aside once
+                self._set_aside(msg_id, e)
             raise KeyError(msg_id)
 
     def save(self, rec):

@@ -119,6 +119,7 @@ class Spool:
         self.maildrops = Maildrops(self)
         self._queue = None
         self.delivered_local = 0  # messages committed into maildrops since boot (the cost record's msgs_in)
+        self.corrupt = 0  # unreadable queue records set aside in corrupt/ (status)
 
     def queue_loaded(self):
         """Has the outbound queue been loaded (a message queued, or asked for)?"""
@@ -172,6 +173,10 @@ class Spool:
             if not self._body_held(name):
                 self.flash.remove(self.path("body", name))
                 counts["orphans"] += 1
+        try:
+            self.corrupt = len([n for n in os.listdir(self.path("corrupt")) if not n.endswith(".body")])
+        except OSError:
+            self.corrupt = 0
         q = self._queue
         if q is not None:
             counts["queue"] = q.rebuild()
@@ -339,6 +344,22 @@ class Spool:
             if compat.exists(mail + "/" + user + stub):
                 return True
         return False
+
+    def set_aside(self, msg_id, why):
+        """A queue record that cannot be read (`why`): move it to corrupt/ so no
+        queue run trips over it again, and keep its message there too when
+        nothing else holds the body (a maildrop stub may). Nothing is deleted:
+        the operator decides (docs/storage.md). Logged once, here."""
+        d = self.path("corrupt")
+        compat.makedirs(d)
+        fl = self.flash
+        fl.rename(self.path("queue", msg_id), d + "/" + msg_id)
+        if compat.exists(self.path("body", msg_id)) and not self._body_held(msg_id):
+            fl.rename(self.path("body", msg_id), d + "/" + msg_id + ".body")
+        fl.sync_dir(d)
+        fl.sync_dir(self.path("queue"))
+        self.corrupt += 1
+        log.error("spool: queue record %s cannot be read (%s): set aside in %s with its message", msg_id, why, d)
 
     def release(self, msg_id):
         """Free body/ID once no envelope, queue record or maildrop stub refers to it."""
