@@ -21,8 +21,8 @@ async def run_call(sr, kind, why):
     t = compat.ticks_ms()
     trusted = compat.clock_trusted()
     wall = compat.wall_time() if trusted else 0
-    if sr.n < 0:
-        sr.n = gw.costlog.last_number()
+    if sr.n < 0:  # the cost log numbers the calls; an older spool kept the count in relay.json
+        sr.n = max(gw.costlog.last_number(), gw.relay.state.legacy_session)
     sr.n += 1
     s = S.DialSession(sr.cfg, sr.n, kind, why, t, wall)
     sr.current = s
@@ -96,7 +96,7 @@ async def run_call(sr, kind, why):
                 if compat.ticks_diff(now, last_tick) < TICK_MS:
                     continue
                 last_tick = now
-                act = s.tick(now, link.is_up(), active, _due_now(sr), task is not None)
+                act = s.tick(now, link.is_up(), active, sr.queue_state(now, compat.wall_time())[0] > 0, task is not None)
     except asyncio.CancelledError:  # the gateway is stopping: never leave the line up
         await _abort(sr, s, task, doing, link, spool.delivered_local - in0, "gateway stopping", "")
         raise
@@ -189,11 +189,6 @@ def _conn_activity(sr, active):
         if c.kind == "smtp" and compat.ticks_diff(c.last, active) > 0:
             active = c.last
     return active
-
-
-def _due_now(sr):
-    q = sr.gw.outq
-    return len(q) > 0 and len(q.due(compat.wall_time())) > 0
 
 
 def _spawn(coro, box):

@@ -241,3 +241,16 @@ def test_an_error_inside_a_call_still_hangs_up_and_records_it():
         assert sr.fails == 1 and sr.fail_why == "internal error: RuntimeError: broken", sr.fail_why
     finally:
         done(gw)
+
+
+def test_numbering_goes_on_from_an_older_spools_relay_json():
+    lk = FakeLink()
+    gw = gateway("srg", lk)
+    try:
+        gw.relay.state.legacy_session = 41  # what relay.json said before the cost log kept the count
+        sr = SessionRunner(gw)
+        sr.request()
+        run(sr.step())
+        assert gw.costlog.records()[-1]["n"] == 42
+    finally:
+        done(gw)
