@@ -187,3 +187,38 @@ def _check_domains(domains):
     for d in domains:
         if not d or " " in d or "@" in d:
             raise ConfigError("domains", "bad domain %s" % json.dumps(d))
+
+
+# ---- the command line (start-up only, like the rest of this module) ----------
+
+USAGE = """usage: dialgate --config FILE [--board PROFILE] [--check]
+  --config FILE     JSON configuration (see docs/config.md)
+  --board PROFILE   board profile name or path (default: the config's "profile")
+  --check           check the configuration and exit"""
+
+
+def parse_args(argv):
+    opts = {"config": None, "board": None, "check": False}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-h", "--help"):
+            print(USAGE)
+            compat.exit(0)
+        elif a == "--check":
+            opts["check"] = True
+        elif a in ("--config", "--board") and i + 1 < len(argv):
+            opts[a[2:]] = argv[i + 1]
+            i += 1
+        else:
+            _die_usage("argument %s: not understood\n%s" % (a, USAGE))
+        i += 1
+    if not opts["config"]:
+        _die_usage("--config FILE is required\n%s" % USAGE)
+    return opts
+
+
+def _die_usage(msg):
+    from .app import _die
+
+    _die(msg)

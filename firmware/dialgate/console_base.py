@@ -7,23 +7,34 @@ from .console import CommandError, need
 
 def cmd_help(gw, args):
     cmds = gw.commands
-    had = list(cmds.loaded)
-    cmds.load()
-    try:
-        table = cmds.table
-        names = sorted(table)
-        if args:
-            want = " ".join(args)
-            if want not in table:
-                raise CommandError("no command %s" % want)
-            return [table[want][1], "  " + table[want][2]]
-        width = 0
-        for n in names:
-            width = max(width, len(table[n][1]))
-        return [table[n][1] + " " * (width - len(table[n][1]) + 2) + table[n][2] for n in names]
-    finally:
-        cmds.unload(had)  # the groups loaded only to list them go again (heap on a board)
+    rows = {}  # command -> (usage, summary)
+
+    def take():
+        t = cmds.table
+        for n in t:
+            rows[n] = (t[n][1], t[n][2])
+
+    take()
+    # One group at a time, each unloaded again unless it was loaded before: the
+    # heap holds the biggest group, not all of them at once (a board's heap).
+    for w in list(cmds.lazy):
+        mod = cmds.lazy.get(w)
+        if mod is None:
+            continue  # came in with an earlier word of the same module
+        cmds.load(w)
+        take()
+        cmds.unload([m for m in cmds.loaded if m != mod])
         compat.gc_collect()
+    if args:
+        want = " ".join(args)
+        if want not in rows:
+            raise CommandError("no command %s" % want)
+        return [rows[want][0], "  " + rows[want][1]]
+    names = sorted(rows)
+    width = 0
+    for n in names:
+        width = max(width, len(rows[n][0]))
+    return [rows[n][0] + " " * (width - len(rows[n][0]) + 2) + rows[n][1] for n in names]
 
 
 def cmd_log(gw, args):

@@ -1,29 +1,40 @@
-"""The only module that drives asyncio: listeners, framing, deadlines, closes.
+"""The only module that drives asyncio: listeners, outbound connections,
+framing, TLS upgrades, deadlines, closes, for every session in both directions.
 
 Each connection gets one preallocated buffer filled with `readinto`; lines are
 framed in place and bounded by the session's `max_line`, so a peer that sends
 megabytes without CRLF costs no memory beyond the buffer. One watchdog task
-checks every session's idle deadline.
+checks every session's idle deadline (`session.timeout_ms`), whether we
+accepted the connection (SMTP, POP3, console) or opened it (the relay's SMTP
+client, the ODMR client, the POP3 collector: `net_out.connect()`).
+
+One TLS hook for both sides (proto.Session.tls): a session sets `tls` to an
+ssl context; net drains, upgrades the stream (server side on a connection we
+accepted, client side with the server's name on one we opened) and calls
+`on_tls()`. One handover (proto.Session.handover): the live stream, its TLS
+and its unread input pass to a new session (ATRN's role reversal, RFC 2645 §4).
 """
 
 import asyncio
 
 from . import compat, log
-from .proto import Framer, busy_reply, failure_reply
+from .proto import Framer
 
 WATCHDOG_MS = compat.const(1000)
 
 
 class Conn:
-    __slots__ = ("stream", "session", "task", "last", "kind", "obuf")
+    __slots__ = ("stream", "session", "task", "last", "kind", "obuf", "tls_name", "outbound")
 
-    def __init__(self, stream, session, kind):
+    def __init__(self, stream, session, kind, tls_name=None, outbound=False):
         self.stream = stream
         self.session = session
         self.kind = kind
         self.task = asyncio.current_task()
         self.obuf = None  # send buffer while a producer streams (RETR, relay)
         self.last = compat.ticks_ms()
+        self.tls_name = tls_name  # the server's name a client-side TLS handshake checks
+        self.outbound = outbound  # we opened it: TLS client side, OSError to the caller
 
 
 class Net:
@@ -51,9 +62,12 @@ class Net:
         srv = await compat.start_server(accept, host, port, 5)
         self.servers.append(srv)
         self.listening.append("%s %s:%d" % (kind, host, port))
+        self.watch_start()
+        return srv
+
+    def watch_start(self):
         if self._watchdog is None:
             self._watchdog = asyncio.create_task(self._watch())
-        return srv
 
     def count(self, kind=None):
         if kind is None:
@@ -97,53 +111,52 @@ class Net:
         peer = compat.peer_of(stream)
         if len(self.conns) >= self.max_connections:
             log.warn("%s %s:%d refused: %d connections open", kind, peer[0], peer[1], len(self.conns))
-            try:
-                stream.write(busy_reply(kind))
-                await stream.drain()
-            except OSError:
-                pass
-            stream.close()
-            await compat.wait_closed(stream)
+            await _refuse(stream, kind, True)
             return
-        session = None
-        conn = None
         try:
-            try:
-                session = factory(peer)
-            except (OSError, ValueError, MemoryError) as e:
-                # The feature could not be built (unreadable users file, flash
-                # error, no heap): say so and close; the client retries later.
-                log.exception("%s: cannot start a session" % kind, e)
-                stream.write(failure_reply(kind))
-                return
-            conn = Conn(stream, session, kind)
-            self.conns.append(conn)
-            log.debug("%s %s:%d connected", kind, peer[0], peer[1])
+            session = factory(peer)
+        except (OSError, ValueError, MemoryError) as e:
+            # The feature could not be built (unreadable users file, flash
+            # error, no heap): say so and close; the client retries later.
+            log.exception("%s: cannot start a session" % kind, e)
+            await _refuse(stream, kind, False)
+            return
+        await self.drive(stream, session, kind, None, False)
+
+    async def drive(self, stream, session, kind, tls_name, outbound):
+        """Run one session (and whoever it hands over to) over `stream` to its
+        end, whatever ends it; always calls on_close() and closes the stream.
+        `outbound`: a connection we opened, whose OSError (a reset, a failed TLS
+        handshake) goes to the caller of connect(), who says why the session failed."""
+        peer = session.peer
+        conn = Conn(stream, session, kind, tls_name, outbound)
+        self.conns.append(conn)
+        log.debug("%s %s:%d connected", kind, peer[0], peer[1])
+        try:
             await self._run(conn)
         except asyncio.CancelledError:
             pass
         except OSError as e:
-            log.debug("%s %s:%d %s", kind, peer[0], peer[1], compat.exc_text(e))
+            log.debug("%s %s:%d %s", conn.kind, peer[0], peer[1], compat.exc_text(e))
+            if outbound:
+                raise
         except Exception as e:  # a bug in one session must not stop the gateway
-            log.exception("%s session crashed" % kind, e)
+            log.exception("%s session crashed" % conn.kind, e)
         finally:
-            if conn is not None:
-                self.conns.remove(conn)
-            if session is not None:
-                try:
-                    session.on_close()
-                except Exception as e:
-                    log.exception("%s on_close" % kind, e)
-            if conn is not None:
-                stream = conn.stream  # the TLS stream after STARTTLS
+            self.conns.remove(conn)
+            try:
+                conn.session.on_close()
+            except Exception as e:
+                log.exception("%s on_close" % conn.kind, e)
+            stream = conn.stream  # the TLS stream after STARTTLS
             try:
                 await stream.drain()
             except (OSError, asyncio.CancelledError):
                 pass
-            stream.close()
             try:
+                stream.close()
                 await compat.wait_closed(stream)
-            except asyncio.CancelledError:
+            except (OSError, asyncio.CancelledError):
                 pass
 
     async def _flush(self, conn, obuf):
@@ -208,22 +221,27 @@ class Net:
                 break
             conn.last = compat.ticks_ms()
             fr.received(n)
-            while fr.process(st.write):
-                if obuf is None:
-                    obuf = conn.obuf = self._buffer()
-                await self._flush(conn, obuf)
-            await st.drain()
-            if s.tls is not None:  # STARTTLS / STLS (proto.Session.tls)
-                st = await self._start_tls(conn, fr)
+            while True:
+                while fr.process(st.write):
+                    if obuf is None:
+                        obuf = conn.obuf = self._buffer()
+                    await self._flush(conn, obuf)
+                await st.drain()
+                if s.tls is not None and not s.closing:  # STARTTLS / STLS, either side
+                    from .net_out import start_tls
 
-    async def _start_tls(self, conn, fr):
-        """Upgrade the connection in place; input read before the handshake is dropped."""
-        s = conn.session
-        ctx = s.tls
-        fr.reset()
-        from .compat_tls import start_tls_server
+                    st = await start_tls(conn, fr)
+                if s.handover is None:
+                    break
+                from .net_out import hand_over
 
-        conn.stream = await start_tls_server(conn.stream, ctx)
-        conn.last = compat.ticks_ms()
-        s.on_tls()
-        return conn.stream
+                s = hand_over(conn, fr)  # and frame what is already buffered for it
+
+
+async def _refuse(stream, kind, busy):
+    try:
+        from .net_out import refuse  # the rare path's code, off the heap until needed
+
+        await refuse(stream, kind, busy)
+    except MemoryError:  # no heap even for that: just close
+        stream.close()

@@ -21,10 +21,16 @@ class Session:
         self.closing = False  # close once pending output is written
         self.producer = None  # object with fill(buf) -> n, 0 when done; net streams it
         self.pause_ms = 0  # net drains, then waits this long before reading on
-        # STARTTLS (RFC 3207) / STLS (RFC 2595): set to a server ssl context after
-        # replying "ready"; net drains, drops unread input, upgrades the stream
-        # and calls on_tls(). While it is set, the session should ignore lines.
+        # STARTTLS (RFC 3207) / STLS (RFC 2595), either side: set to an ssl context
+        # once "ready" was said (a server: after replying it; a client: on reading
+        # it). net drains, deals with unread input (early_data), upgrades the
+        # stream (server side if we accepted the connection, client side if we
+        # opened it) and calls on_tls(). While it is set, ignore lines.
         self.tls = None
+        # Role reversal (ATRN, RFC 2645 §4): set to (kind, session) and net hands
+        # this live connection (stream, TLS, buffer, unread input) to `session`,
+        # which then greets; this one gets on_close().
+        self.handover = None
 
     def greeting(self):
         """Bytes to send on connect, or None."""
@@ -60,28 +66,17 @@ class Session:
     def on_close(self):
         """Always called once, whatever ended the session: release locks here."""
 
+    def early_data(self):
+        """Input arrived behind the "ready" and before the handshake. True: drop
+        it and go on (a server, RFC 3207 §4.2); False: end the session without
+        TLS (a client: RFC 3207 §5, the CVE-2011-0411 injection)."""
+        return True
+
     def on_tls(self):
-        """The TLS handshake asked for by `tls` is done: forget what the client said before."""
+        """The TLS handshake asked for by `tls` is done: forget what the peer
+        said before. Returns bytes to send first (a client's new EHLO), or None."""
         self.tls = None
-
-
-def busy_reply(kind):
-    """Polite refusal when the connection cap is reached (RFC 5321 §3.8: 421)."""
-    if kind == "smtp":
-        return b"421 4.7.0 Too many connections, try again later\r\n"
-    if kind == "pop3":
-        return b"-ERR [SYS/TEMP] Too many connections, try again later\r\n"
-    return b"ERR too many connections\r\n"
-
-
-def failure_reply(kind):
-    """The session could not be set up (a local error): a temporary refusal,
-    RFC 5321 §3.8 (421) / RFC 3206 [SYS/TEMP]; the client tries again later."""
-    if kind == "smtp":
-        return b"421 4.3.0 Local error, try again later\r\n"
-    if kind == "pop3":
-        return b"-ERR [SYS/TEMP] Local error, try again later\r\n"
-    return b"ERR internal error\r\n"
+        return None
 
 
 class Framer:
@@ -91,7 +86,8 @@ class Framer:
     until it returns False. `process` hands each complete line (or raw chunk)
     to the session and passes replies to `write(bytes)`. It returns True when
     the session wants the transport to act first (stream `producer`, honour
-    `pause_ms`) and must be called again after that.
+    `pause_ms`) and must be called again after that. It stops, leaving the
+    rest buffered, once the session asks for TLS or hands the connection over.
     """
 
     def __init__(self, session, size, buf=None):
@@ -157,4 +153,8 @@ class Framer:
                     write(r)
             if s.producer is not None or s.pause_ms:
                 return True
+            if s.tls is not None or s.handover is not None:
+                # what follows belongs to the TLS session (or to early_data()) or
+                # to the session taking over: leave it buffered for the transport
+                return False
         return False

@@ -6,7 +6,7 @@ connection. When to flush, and when the line goes up and down, is
 session_run's business, not this module's.
 
 Only the state and the counters load at boot. A queue run (relay_run), the
-client (smtp_client, relay_conn, compat_relay) and DSNs (bounce) are imported
+client (smtp_client, compat_relay) and DSNs (bounce) are imported
 on the first flush: ~35 KB of MicroPython heap that is idle while offline.
 """
 
@@ -75,7 +75,6 @@ class Relay:
         self.greeting = b""  # the smarthost's last 220 text (the session may take the time from it)
         self.rbuf = None
         self.ctx = None
-        self.last_io = 0  # ticks of the last octet moved (relay_conn)
 
     def link_up(self):
         gw = self.gw
@@ -129,7 +128,8 @@ class Relay:
         cfg = self.cfg
         user = cfg["relay.user"] if domain is None else ""
         return SmtpClient(src, (cfg["relay.helo"] or cfg["hostname"]).encode(), cfg["relay.tls"],
-                          user, cfg["relay.password"], cfg["relay.pipelining"], etrn, self.read_buffer())
+                          user, cfg["relay.password"], cfg["relay.pipelining"], etrn, self.read_buffer(),
+                          self.tls_context)
 
     def resolve_mx(self, domain):
         """MX hosts of `domain`, best first (compat_relay; dnspython or one UDP query)."""
@@ -150,7 +150,7 @@ class Relay:
         return self.ctx
 
     async def converse(self, host, port, name, client):
-        """Drive `client` over one connection (relay_conn; imported when first used)."""
-        from .relay_conn import converse
+        """Drive `client` over one connection (relay_run.converse, over `net`)."""
+        from .relay_run import converse
 
         await converse(self, host, port, name, client)

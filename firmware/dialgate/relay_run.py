@@ -139,6 +139,18 @@ def destinations(rl, domain):
 
 
 
+async def converse(rl, host, port, name, client):
+    """Drive `client` over one connection, on the gateway's one transport (net),
+    whose watchdog keeps `relay.timeout` as the idle deadline. Raises what
+    opening the connection raised (OSError, ValueError)."""
+    from .net_out import connect
+
+    client.peer = (host, port)
+    client.timeout_ms = rl.cfg["relay.timeout"] * 1000
+    ctx = rl.tls_context() if rl.cfg["relay.tls"] == "implicit" else None
+    await connect(rl.gw.net, "relay", host, port, client, name, ctx)
+
+
 async def deliver(rl, domain, ids, now, etrn=None):
     """One or more connections for `ids` (to the next MX when one fails before
     any message went). Returns the number of connections opened."""

@@ -1,8 +1,9 @@
 """SMTP client core (sans-IO): relay queued messages to a smarthost or MX, driven by reply codes.
 
-The transport (`relay.py`) feeds reply lines to `on_line()`, writes what it
+The transport (`net_out.connect`) feeds reply lines to `on_line()`, writes what it
 returns, streams `producer` (a message body, dot-stuffed from flash) and runs
-the TLS handshake when `want_tls` is set. No sockets, no clock, no files here.
+the TLS handshake when `tls` is set (proto.Session). No sockets, no clock, no
+files here.
 """
 
 import binascii
@@ -54,11 +55,12 @@ class SmtpClient(Session):
     timeout_ms = 300000  # RFC 5321 §4.5.3.2: 5 min for most replies; 10 min after "."
 
     def __init__(self, source, helo, tls=TLS_STARTTLS, user="", password="", pipelining=True,
-                 etrn=None, rbuf=None):
-        Session.__init__(self, ("", 0))
+                 etrn=None, rbuf=None, tls_context=None, peer=("", 0)):
+        Session.__init__(self, peer)
         self.source = source
         self.helo = helo
-        self.tls = tls
+        self.tls_policy = tls
+        self.tls_context = tls_context  # () -> client ssl context, made when STARTTLS is said yes to
         self.tls_active = tls == TLS_IMPLICIT
         self.user = user
         self.password = password
@@ -73,7 +75,6 @@ class SmtpClient(Session):
         self.ext = {}  # EHLO keyword -> parameter string
         self.esmtp = False
         self.authed = False
-        self.want_tls = False
         self.failed = None
         self.round_trips = 0
         self.sent_messages = 0
@@ -128,9 +129,27 @@ class SmtpClient(Session):
         self.after_body = None
         return r
 
-    def tls_started(self):
+    def on_timeout(self):
+        """No reply within `timeout_ms` (relay.timeout): what was in flight stays pending."""
+        if self.failed is None:
+            self.failed = (0, b"timeout")
+        self.closing = True
+        return None
+
+    def on_close(self):
+        p = self.producer
+        if p is not None:
+            self.producer = None
+            p.close()
+
+    def early_data(self):
+        """RFC 3207 §5 / CVE-2011-0411: nothing may follow the 220 to STARTTLS."""
+        self._fail(0, b"data after STARTTLS reply", False)
+        return False
+
+    def on_tls(self):
         """The transport finished the TLS handshake: RFC 3207 §4.2, forget and EHLO again."""
-        self.want_tls = False
+        self.tls = None
         self.tls_active = True
         self.ext = {}
         return self._send(b"EHLO " + self.helo + b"\r\n", EHLO)
@@ -160,7 +179,15 @@ class SmtpClient(Session):
         if kind == STARTTLS:
             if code != 220:
                 return self._fail(code, text)
-            self.want_tls = True  # the transport must discard buffered input (RFC 3207 §5)
+            # the context only now: a smarthost that offers no STARTTLS to an
+            # opportunistic client needs none (nor a CA file on a board)
+            make = self.tls_context
+            try:
+                if make is None:
+                    raise ValueError("no TLS context")
+                self.tls = make()
+            except (OSError, ValueError) as e:
+                return self._fail(0, ("TLS: %s" % e).encode(), False)
             return None
         if kind == AUTH or kind == AUTH_DONE:
             if code != 235:
@@ -225,12 +252,13 @@ class SmtpClient(Session):
 
     def _after_hello(self):
         offered = "STARTTLS" in self.ext
-        if not self.tls_active and (self.tls == TLS_STARTTLS or (self.tls == TLS_OPPORTUNISTIC and offered)):
+        pol = self.tls_policy
+        if not self.tls_active and (pol == TLS_STARTTLS or (pol == TLS_OPPORTUNISTIC and offered)):
             if not offered:  # RFC 3207 §4.1: a required STARTTLS that is missing ends the session
                 return self._fail(0, b"STARTTLS required but not offered")
             return self._send(b"STARTTLS\r\n", STARTTLS)
         if self.user and not self.authed:
-            if not self.tls_active and self.tls != TLS_NONE:
+            if not self.tls_active and pol != TLS_NONE:
                 return self._fail(0, b"refusing to send a password without TLS")
             mechs = self.ext.get("AUTH", "").split()
             if "PLAIN" in mechs:  # RFC 4954 §4 initial response, RFC 4616

@@ -19,9 +19,9 @@ class Link:
         return self.up
 
 
-def wire(gw, cfg, root):
+def wire(gw, cfg, root, net=True):
     """Give `gw` a recovered spool at `root`, its queue and maildrops, a router,
-    a link that is up and a relay: what relay.Relay reads from the gateway."""
+    a link that is up, the transport and a relay: what relay.Relay reads from the gateway."""
     from dialgate.delivery import Router
     from dialgate.relay import Relay
     from dialgate.spool import Spool
@@ -34,5 +34,11 @@ def wire(gw, cfg, root):
     gw.users = Users()
     gw.router = Router(cfg, gw.users)
     gw.link = Link()
+    if net:
+        from dialgate.net import Net
+
+        gw.net = Net(cfg["board.buffer"], cfg["net.max_connections"])
+    else:
+        gw.net = None  # relayfake fakes the smarthost: no connection, and no heap for net's code
     gw.relay = Relay(gw)
     return gw

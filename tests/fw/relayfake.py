@@ -124,7 +124,7 @@ class Gw:
         for k in over or {}:
             _SAVED[k] = v[k]
             v[k] = over[k]
-        wire(self, CFG, root)
+        wire(self, CFG, root, net=False)
         self.commands = None  # the console test adds a table
         self.servers = []
         self.script = {}  # FakeSmarthost kwargs per host (None: any host), or an OSError to raise

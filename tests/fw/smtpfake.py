@@ -295,10 +295,10 @@ def converse(client, server, piece=4096, bufsize=1024, obufsize=256):
                         write(obuf[:m])
                     client.producer = None
                     write(client.take_reply())
-            if client.want_tls:
+            if client.tls is not None and not client.closing:
                 if fr.start != fr.end:
                     raise AssertionError("data after 220 to STARTTLS")
-                write(client.tls_started())
+                write(client.on_tls())
         if out[0]:
             turns += 1
         inbound = b"".join(replies)

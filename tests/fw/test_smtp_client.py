@@ -15,8 +15,15 @@ BODY3 = b"Subject: three\r\n\r\nno final newline."
 
 def make(envs, tls="starttls", user="gw", password="secret", pipelining=True, rbuf=64, etrn=None):
     src = Source(envs)
-    c = SmtpClient(src, b"gw.office.test", tls, user, password, pipelining, etrn, bytearray(rbuf))
+    c = SmtpClient(src, b"gw.office.test", tls, user, password, pipelining, etrn, bytearray(rbuf), tls_context)
     return c, src
+
+
+def tls_context():
+    return TLS_CTX
+
+
+TLS_CTX = object()  # what the transport would upgrade with (net is not in these tests)
 
 
 def three():

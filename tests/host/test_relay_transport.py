@@ -1,4 +1,4 @@
-"""The relay's real transport (relay_conn over asyncio sockets, CPython) against
+"""The relay's real transport (net.connect over asyncio sockets, CPython) against
 misbehaving servers: the line drops in the middle of DATA, the server goes silent
 (idle deadline), the server injects octets after its STARTTLS 220."""
 

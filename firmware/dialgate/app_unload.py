@@ -1,0 +1,65 @@
+"""Idle unloading (`board.unload_after`, docs/architecture.md "Memory"): the
+gateway's features idle for a while give their heap back. Imported on the
+first tick where unloading is on; a gateway that never unloads never holds it.
+"""
+
+import sys
+
+from . import compat, log
+from .app import RELEASE
+
+
+def _idle(gw, name, in_use, now, after_ms):
+    """True once `name` has not been `in_use` for `after_ms`."""
+    if in_use:
+        gw.busy[name] = now
+        return False
+    return compat.ticks_diff(now, gw.busy.setdefault(name, now)) >= after_ms
+
+
+def unload_idle(gw, now, after_ms):
+    """Give the heap back from features idle for `after_ms`: the SMTP or POP3
+    stack with no session open, the modem and link driver while the line is
+    down, one queue run's code between runs, a call's phase machine and the
+    cost log between calls, console command groups. The
+    next use loads them again (a few ms from flash). Returns what was unloaded."""
+    d = gw.__dict__
+    out = []
+    for kind in ("smtp", "pop3"):
+        if kind in d and _idle(gw, kind, gw.net.count(kind) > 0, now, after_ms):
+            out.append(kind)
+    relay = d.get("relay")
+    running = relay is not None and relay.running
+    calling = "sessions" in d and gw.sessions.current is not None
+    if "link" in d:
+        lk = gw.link
+        # a call in progress (or a console action not yet run) holds this link
+        pending = [t for t in gw.tasks if not t.done()]
+        if _idle(gw, "link", lk.state != "down" or running or pending or calling, now, after_ms):
+            gw.link_last = lk.describe()
+            out.append("link")
+    if "dialgate.relay_run" in sys.modules and _idle(gw, "relay_run", running, now, after_ms):
+        out.append("relay_run")
+    if ("dialgate.session" in sys.modules or "costlog" in d) and _idle(gw, "call", calling, now, after_ms):
+        out.append("call")
+    cmds = gw.commands
+    if cmds.loaded and compat.ticks_diff(now, cmds.used) >= after_ms:
+        out.append("console")
+    if not out:
+        return out
+    for name in out:
+        gw.busy.pop(name, None)
+        if name == "console":
+            cmds.unload(("link",) if "link" in d else ())
+            compat.unload("dialgate.config_edit")  # `config set`'s helpers
+            compat.unload("dialgate.config_load")
+            continue
+        attr = "costlog" if name == "call" else name
+        if attr in d:
+            compat.drop_attr(gw, attr)
+        for m in RELEASE[name]:
+            compat.unload("dialgate." + m)
+    gw.unloads += 1
+    compat.gc_collect()
+    log.info("memory: unloaded idle %s (heap free %d)", ", ".join(out), compat.mem_free())
+    return out
