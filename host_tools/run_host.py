@@ -12,6 +12,11 @@ Starts three processes, wired as the `host` board profile expects:
   the MicroPython unix port at that heap, from .mpy files as a board runs it
   (with a board's 1024-octet buffers).
 
+Unless configs/host.json names a certificate, the gateway offers STARTTLS and STLS
+with a LAN certificate for gw.office.test, localhost and 127.0.0.1, signed by a
+local CA; both are made once in run/tls/ (host_tools/lan_tls.py): trust
+run/tls/ca.pem in a client to verify it.
+
 Prints what listens where; Ctrl-C or SIGTERM stops everything cleanly.
 """
 
@@ -30,6 +35,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def lan_certificate(cfg: dict, tls_dir: Path) -> str:
+    """Point smtp.tls_cert/tls_key at a LAN certificate in `tls_dir` (made on
+    first use) unless the config names one; returns the line to print."""
+    smtp = cfg.setdefault("smtp", {})
+    if smtp.get("tls_cert"):
+        return ""
+    from host_tools import lan_tls
+
+    profile = json.loads((ROOT / "boards" / "host.json").read_text())
+    host = cfg.get("hostname", profile["hostname"])
+    cert, key, ca = lan_tls.ensure(tls_dir, [host, "localhost", "127.0.0.1"], cfg.get("domains", profile["domains"]),
+                                   cfg.get("lan", profile["lan"]))
+    smtp["tls_cert"], smtp["tls_key"] = str(cert), str(key)
+    return f"  STARTTLS and STLS with {cert} (trust {ca} in a client to verify it)"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", type=Path, default=ROOT / "run", help="state: spool, log, ISP mail (default run/)")
@@ -46,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.setdefault("board", {})["buffer"] = 1024  # boards/pico_w.json: a board's buffers, not the PC's
     if a.unload_after is not None:
         cfg.setdefault("board", {})["unload_after"] = a.unload_after
+    tls_note = lan_certificate(cfg, run / "tls")
     (run / "config.json").write_text(json.dumps(cfg, indent=1))
     env = dict(os.environ, PYTHONPATH=str(ROOT / "firmware"))
     procs: list[tuple[str, subprocess.Popen]] = []
@@ -70,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     procs.append(("gateway", subprocess.Popen(gw_cmd + ["--config", str(run / "config.json")], cwd=ROOT, env=env)))
     runtime = f"MicroPython at {a.upy} heap" if a.upy else "CPython"
     print(f"dialgate (make run, {runtime}): SMTP 127.0.0.1:2525, POP3 127.0.0.1:1110, console 127.0.0.1:2323", flush=True)
+    if tls_note:
+        print(tls_note, flush=True)
     print("  emulated modem on 127.0.0.1:2700 (33,600 bps), emulated ISP smtp.isp.test on 127.0.0.1:2600", flush=True)
     print("  the gateway calls by itself: on the first queued message and every 3 minutes (configs/host.json);",
           flush=True)

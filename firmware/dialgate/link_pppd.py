@@ -52,14 +52,20 @@ class PppdLink(Link):
         import sys
 
         cfg = self.cfg
-        connect = "%s -m dialgate.link_pppd connect %s" % (sys.executable, settings_path)  # pyright: ignore[reportAttributeAccessIssue]
-        argv = [cfg["link.pppd"], cfg["modem.port"], str(cfg["modem.baud"])]
-        argv += cfg["link.pppd_options"]
+        peer = cfg["link.pppd_peer"]
+        if peer:
+            # /etc/ppp/peers/PEER (root's file) holds the port, the speed, the connect
+            # program and the privileged options a non-root caller may not give
+            argv = [cfg["link.pppd"], "call", peer]
+        else:
+            connect = "%s -m dialgate.link_pppd connect %s" % (sys.executable, settings_path)  # pyright: ignore[reportAttributeAccessIssue]
+            argv = [cfg["link.pppd"], cfg["modem.port"], str(cfg["modem.baud"])]
+            argv += cfg["link.pppd_options"]
+            argv += ["connect", connect, "linkname", "dialgate", "ifname", cfg["link.interface"]]
         if cfg["link.user"]:
             argv += ["user", cfg["link.user"]]
         # maxfail 1: one dial per pppd; redial and backoff are the connect program's
-        argv += ["connect", connect, "updetach", "linkname", "dialgate", "maxfail", "1", "ifname",
-                 cfg["link.interface"]]
+        argv += ["updetach", "maxfail", "1"]
         return argv
 
     def _write_settings(self):

@@ -1,10 +1,12 @@
 """make flash: the staged board image is complete and boots under the unix port."""
 
+import json
 import subprocess
 from pathlib import Path
 
 from gateway import UPY
 from host_tools import deploy
+from host_tools.pkgs import require
 
 
 def test_stage_compiles_every_module_and_copies_profile(tmp_path):
@@ -26,8 +28,43 @@ def test_staged_image_imports_under_micropython(tmp_path):
     assert r.stdout.strip() == "ok", r.stderr
 
 
-def test_dry_run_lists_mpremote_commands(capsys):
-    assert deploy.main(["--board", "esp32", "--dry-run"]) == 0
+def test_dry_run_lists_mpremote_commands(capsys, tmp_path):
+    assert deploy.main(["--board", "esp32", "--dry-run", "--lan-tls", str(tmp_path)]) == 0
     out = capsys.readouterr().out
+    assert " :tls/gateway.pem" in out and " :tls/gateway.key" in out
     assert "mpremote connect PORT fs mkdir :lib" in out
     assert "fs cp" in out and ":lib/dialgate/app.mpy" in out and out.strip().endswith("reset")
+
+
+def test_flash_makes_a_lan_certificate_on_the_host_and_configures_it(tmp_path):
+    """No certificate in the config: one is made on the host (never the CA's key on
+    the board), copied as /tls/gateway.pem + .key, named in /config.json, loadable by
+    the board's TLS code; the next flash reuses the same CA."""
+    require("openssl")
+    lan = tmp_path / "lan"
+    files = deploy.stage("pico_w", None, None, tmp_path / "img", lan_tls=lan)
+    remote = {r: local for local, r in files}
+    assert ":tls/gateway.pem" in remote and ":tls/gateway.key" in remote
+    assert not [r for local, r in files if "ca." in r or local.name.startswith("ca.")]
+    cfg = json.loads((tmp_path / "img" / "config.json").read_text())
+    assert cfg["smtp"] == {"tls_cert": "/tls/gateway.pem", "tls_key": "/tls/gateway.key"}
+    host_dir = lan / "gw.office.example"  # boards/pico_w.json's hostname
+    san = subprocess.run(["openssl", "x509", "-in", str(host_dir / "gateway.pem"), "-noout", "-ext", "subjectAltName"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "DNS:gw.office.example" in san
+    code = ("import sys; sys.path.insert(0, 'lib'); from dialgate.compat_tls import tls_server_context; "
+            f"print(tls_server_context({str(remote[':tls/gateway.pem'])!r}, {str(remote[':tls/gateway.key'])!r}) "
+            "is not None)")
+    r = subprocess.run([UPY, "-X", "heapsize=128K", "-c", code], cwd=tmp_path / "img", capture_output=True, text=True,
+                       timeout=30)
+    assert r.stdout.strip() == "True", r.stdout + r.stderr
+    ca = (host_dir / "ca.pem").read_bytes()
+    deploy._lan_certificate("pico_w", {}, lan)  # what the next flash does
+    assert (host_dir / "ca.pem").read_bytes() == ca
+
+
+def test_flash_keeps_a_certificate_the_config_names(tmp_path):
+    site = tmp_path / "site.json"
+    site.write_text(json.dumps({"smtp": {"tls_cert": "/tls/office.pem"}}))
+    files = deploy.stage("esp32", site, None, tmp_path / "img", lan_tls=tmp_path / "lan")
+    assert not [r for _, r in files if r.startswith(":tls/")] and not (tmp_path / "lan").exists()

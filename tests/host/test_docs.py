@@ -21,3 +21,21 @@ def test_every_console_command_is_documented():
     gw.commands.load()  # every lazy command group too
     missing = [name for name in gw.commands.table if f"`{name}" not in text]
     assert not missing, f"docs/console.md lacks: {missing}"
+
+
+def test_every_make_target_the_docs_name_exists():
+    """`make NAME` in README.md or docs/ is a target of the Makefile (and the
+    install targets are documented)."""
+    import re
+
+    root = DOCS.parent
+    makefile = (root / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][\w-]*):", makefile, re.M))
+    named = {}
+    for f in [root / "README.md", *sorted(DOCS.glob("*.md"))]:
+        # in code: `make x ...` inline, or an indented command line
+        for t in re.findall(r"(?:`|^    )(?:sudo )?make ([a-z][\w-]*)", f.read_text(), re.M):
+            named.setdefault(t, f.name)
+    missing = {t: f for t, f in named.items() if t not in targets}
+    assert not missing, f"docs name make targets the Makefile lacks: {missing}"
+    assert {"install-pi", "uninstall-pi"} <= set(named), named

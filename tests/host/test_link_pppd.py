@@ -18,7 +18,7 @@ from dialgate import link, modem
 from dialgate.link_pppd import _alive
 
 FAKE_PPPD = r'''#!{python}
-"""Stand-in pppd: DEVICE SPEED OPTIONS... connect PROG updetach ... (see test_link_pppd.py)."""
+"""Stand-in pppd: DEVICE SPEED OPTIONS... connect PROG updetach ..., or call PEER ... (see test_link_pppd.py)."""
 import os, signal, socket, subprocess, sys, time
 args = sys.argv[1:]
 log = open(os.environ["FAKE_PPPD_LOG"], "a")
@@ -27,6 +27,11 @@ if os.environ.get("FAKE_PPPD_EXIT"):
     sys.exit(int(os.environ["FAKE_PPPD_EXIT"]))
 host, port = os.environ["FAKE_PPPD_TTY"].split(":")
 tty = socket.create_connection((host, int(port)))
+if args[0] == "call":  # options from the peers file, as pppd reads them
+    import shlex
+    opts = shlex.split(open(os.path.join(os.environ["FAKE_PPPD_PEERS"], args[1])).read(), comments=True)
+    args = opts + args[2:]
+    log.write("peers: " + " ".join(args) + "\n"); log.flush()
 prog = args[args.index("connect") + 1]
 rc = subprocess.call(["/bin/sh", "-c", prog], stdin=tty.fileno(), stdout=tty.fileno())
 if rc != 0:
@@ -89,6 +94,29 @@ def test_pppd_link_up_then_down(pppd, tmp_path):
             time.sleep(0.05)
         assert "STATUS command" in emu.status()
         assert not _alive(pid)  # (a zombie if nobody reaps it in this container)
+
+    asyncio.run(go())
+
+
+def test_peers_file_holds_port_connect_and_privileged_options(pppd, tmp_path, monkeypatch):
+    """link.pppd_peer: `pppd call PEER` with only unprivileged options of ours on
+    the command line; the connect program in the peers file dials (make install-pi's layout)."""
+    _emu, lk = pppd(["answer"])
+    peers = tmp_path / "peers"
+    peers.mkdir()
+    fw = Path(__file__).resolve().parents[2] / "firmware"
+    settings = Path(lk.dir) / "dial.json"
+    (peers / "dialgate").write_text(f"# dialgate\n/dev/ttyUSB0\n115200\nnoauth\nlock\n"
+                                    f'connect "env PYTHONPATH={fw} {sys.executable} -m dialgate.link_pppd connect '
+                                    f'{settings}"\nlinkname dialgate\n')
+    monkeypatch.setenv("FAKE_PPPD_PEERS", str(peers))
+    lk.cfg._v["link.pppd_peer"] = "dialgate"
+
+    async def go():
+        assert await lk.up() == link.UP
+        first = (tmp_path / "pppd.log").read_text().splitlines()[0].split()
+        assert first == ["call", "dialgate", "user", "office", "updetach", "maxfail", "1"]
+        await lk.down()
 
     asyncio.run(go())
 

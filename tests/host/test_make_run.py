@@ -2,12 +2,16 @@
 host profile's fixed ports, as a newcomer meets it: send one message and wait.
 The first queued message makes the gateway call by itself; the mail goes out,
 the ISP's held mail (two demo messages and one more) comes in over ETRN, and
-the line goes down by itself once it is quiet; `stats calls` shows the call."""
+the line goes down by itself once it is quiet; `stats calls` shows the call.
+And the LAN certificate `make run` makes: STARTTLS and STLS verified against its
+CA by swaks, fetchmail, smtplib and poplib."""
 
+import os
 import poplib
 import signal
 import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -15,7 +19,9 @@ import time
 import pytest
 
 from gateway import ROOT, wait_port
+from host_tools import lan_tls
 from host_tools.console_client import ConsoleClient
+from host_tools.pkgs import require
 
 PORTS = (2525, 1110, 2323, 2600, 2700, 2526)
 
@@ -100,3 +106,64 @@ def test_send_one_message_and_wait_the_call_happens_by_itself(system):
         assert ok and lines[0].startswith("next call: in ") and any(x.startswith("clock: trusted") for x in lines)
     finally:
         c.close()
+
+
+OUTSIDE = "127.0.0.2"  # not the host profile's LAN (127.0.0.1/32)
+
+
+def test_make_run_offers_starttls_and_stls_verified_against_its_own_ca(system, tmp_path):
+    require("swaks", "libnet-ssleay-perl", "fetchmail")
+    ca = system / "tls" / "ca.pem"
+    ctx = ssl.create_default_context(cafile=str(ca))  # verification and host name check on
+    c = ConsoleClient()
+    try:
+        assert c.command("user add carol carol-secret")[0]
+    finally:
+        c.close()
+    # from outside the LAN: no AUTH until STARTTLS, then AUTH
+    with smtplib.SMTP("127.0.0.1", 2525, timeout=20, source_address=(OUTSIDE, 0)) as s:
+        s.ehlo("far.example")
+        assert s.has_extn("starttls") and not s.has_extn("auth")
+        s.starttls(context=ctx)
+        s.ehlo("far.example")
+        assert "PLAIN" in s.esmtp_features["auth"]
+        s.login("carol", "carol-secret")
+        s.sendmail("carol@office.test", ["carol@office.test"], b"Subject: one\r\n\r\nby smtplib\r\n")
+    cmd = ["swaks", "--server", "127.0.0.1", "--port", "2525", "--local-interface", OUTSIDE, "--timeout", "20",
+           "--from", "carol@office.test", "--to", "carol@office.test", "--body", "by swaks",
+           "--tls", "--tls-verify", "--tls-ca-path", str(ca), "--auth", "PLAIN", "--auth-user", "carol",
+           "--auth-password", "carol-secret"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "TLS started" in r.stdout and "235 2.7.0" in r.stdout and "250 2.0.0 Ok: queued as" in r.stdout, r.stdout
+    pop = poplib.POP3("127.0.0.1", 1110, timeout=20)
+    try:
+        assert "STLS" in pop.capa()
+        pop.stls(context=ctx)
+        pop.user("carol")
+        pop.pass_("carol-secret")
+        assert pop.stat()[0] == 2
+    finally:
+        pop.quit()
+    # fetchmail: STLS with TLS 1.2 or later, the certificate checked against the CA (name: localhost)
+    out = tmp_path / "mbox"
+    rc = tmp_path / "fetchmailrc"
+    rc.write_text(f'set idfile "{tmp_path}/ids"\npoll localhost protocol pop3 port 1110 timeout 30:\n'
+                  f'  user "carol" there with password "carol-secret" is "root" here\n'
+                  f"  sslproto tls1.2+ sslcertck sslcertfile {ca} keep fetchall\n"
+                  f'  mda "cat >> {out}; echo ===END=== >> {out}"\n')
+    os.chmod(rc, 0o600)
+    env = dict(os.environ, HOME=str(tmp_path), FETCHMAILHOME=str(tmp_path))
+    r = subprocess.run(["fetchmail", "-f", str(rc), "-v", "--nosyslog"], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = out.read_bytes()
+    assert got.count(b"===END===") == 2 and b"by smtplib" in got and b"by swaks" in got, got
+    assert "STLS" in r.stdout + r.stderr
+    # and the check is real: against another CA fetchmail refuses the server
+    other = tmp_path / "other"
+    lan_tls.make_ca(other, "other", ["localhost"], [], [])
+    rc.write_text(rc.read_text().replace(str(ca), str(other / "ca.pem")))
+    r = subprocess.run(["fetchmail", "-f", str(rc), "-v", "--nosyslog"], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode != 0 and "certificate" in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
