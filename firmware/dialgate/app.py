@@ -28,6 +28,7 @@ LAZY_COMMANDS = {
     "dial": "link",
     "hangup": "link",
     "schedule": "link",
+    "console": "console_auth",
 }
 
 
@@ -189,7 +190,8 @@ class Gateway:
         if stream is None:
             log.warn("console.stdin: this runtime has no asyncio stdin; use console.listen")
             return
-        await self.net.serve(stream, lambda peer: ConsoleSession(peer, self, self.commands, b"\n"), "console")
+        await self.net.serve(stream, lambda peer: ConsoleSession(peer, self, self.commands, b"\n", True),
+                             "console")
 
     async def run(self):
         self.stopping = asyncio.Event()

@@ -27,6 +27,7 @@ class Commands:
         self.lazy = {}  # first word -> module whose add_commands() adds that word's rows
         self.loaded = {}  # lazy module -> ([its words], [the rows it added])
         self.used = compat.ticks_ms()  # last command run (idle unloading)
+        self.throttle = None  # console logins' auth.AuthThrottle, made at the first login
 
     def add_lazy(self, word, module):
         """Rows starting with `word` come from `dialgate.<module>.add_commands`,
@@ -104,17 +105,27 @@ class Commands:
 
 
 class ConsoleSession(Session):
+    """One console: a TCP connection, or the board's UART (`stays_open`: it
+    outlives every operator, so `quit` logs out instead of closing and
+    idleness never closes it). With `console.password` set nothing but
+    `login PASSWORD` and `quit` runs before a login."""
+
     max_line = 512
     timeout_ms = 3600000  # an operator may leave the console open a long while
 
-    def __init__(self, peer, gw, commands, eol=b"\r\n"):
+    def __init__(self, peer, gw, commands, eol=b"\r\n", stays_open=False):
         Session.__init__(self, peer)
         self.gw = gw
         self.commands = commands
         self.eol = eol
+        self.stays_open = stays_open
+        if stays_open:
+            self.timeout_ms = 0  # net never closes it for idleness
+        self.locked = bool(gw.cfg["console.password"])
 
     def greeting(self):
-        return self._lines(["dialgate console on %s, `help` lists commands" % self.gw.cfg["hostname"], "OK"])
+        how = "login PASSWORD first" if self.locked else "`help` lists commands"
+        return self._lines(["dialgate console on %s, %s" % (self.gw.cfg["hostname"], how), "OK"])
 
     def _lines(self, lines):
         eol = self.eol
@@ -127,12 +138,49 @@ class ConsoleSession(Session):
             return self._lines(["ERR not UTF-8 text"])
         text = text.strip()
         if text in ("quit", "exit"):
-            self.closing = True
+            if self.stays_open:
+                self.locked = bool(self.gw.cfg["console.password"])
+            else:
+                self.closing = True
             return self._lines(["bye", "OK"])
+        if text == "login" or text.startswith("login "):
+            return self._lines(self._login(text[6:].strip()))
+        if self.locked and text:
+            return self._lines(["ERR login first: login PASSWORD"])
         out = self.commands.run(self.gw, text)
         if not out:
             return None
         return self._lines(out)
+
+    def _login(self, password):
+        """`login PASSWORD` (never logged): checked against the console.password
+        hash; a wrong one answers ERR, then the session pauses (auth.AuthThrottle,
+        per address, kept apart from the mail users' so a console guesser cannot
+        lock the office out of its mail)."""
+        stored = self.gw.cfg["console.password"]
+        if not stored:
+            self.locked = False
+            return ["no console password is set (console.password)", "OK"]
+        cmds = self.commands
+        if cmds.throttle is None:
+            from .auth import AuthThrottle
+
+            cmds.throttle = AuthThrottle()
+        ip = self.peer[0]
+        wait = cmds.throttle.check(ip)
+        if wait:
+            self.pause_ms = 1000
+            return ["ERR too many wrong passwords: try again in %d s" % (wait // 1000 + 1)]
+        from .users import verify_password
+
+        if password and verify_password(stored, password):
+            cmds.throttle.succeeded(ip)
+            self.locked = False
+            log.info("console: login from %s", ip)
+            return ["logged in", "OK"]
+        self.pause_ms = cmds.throttle.failed(ip)
+        log.warn("console: wrong password from %s", ip)
+        return ["ERR wrong password"]
 
     def on_overflow(self):
         return self._lines(["ERR line too long (max %d octets)" % self.max_line])
