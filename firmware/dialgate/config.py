@@ -104,10 +104,6 @@ class Config:
     def __getitem__(self, key):
         return self._v[key]
 
-    def apply(self, key, value):
-        """Change a value in the running gateway (only what takes effect at once: console.password)."""
-        self._v[key] = value
-
     def get(self, key, default=None):
         return self._v.get(key, default)
 

@@ -27,7 +27,6 @@ class Commands:
         self.lazy = {}  # first word -> module whose add_commands() adds that word's rows
         self.loaded = {}  # lazy module -> ([its words], [the rows it added])
         self.used = compat.ticks_ms()  # last command run (idle unloading)
-        self.throttle = None  # console logins' auth.AuthThrottle, made at the first login
 
     def add_lazy(self, word, module):
         """Rows starting with `word` come from `dialgate.<module>.add_commands`,
@@ -61,6 +60,7 @@ class Commands:
             for w in words_of:
                 self.lazy[w] = mod
             compat.unload("dialgate." + mod)
+        compat.unload("dialgate.console_login")  # loaded by a login, not by a command
 
     def add(self, name, fn, usage, summary, secret=False):
         self.table[name] = (fn, usage, summary)
@@ -105,27 +105,25 @@ class Commands:
 
 
 class ConsoleSession(Session):
-    """One console: a TCP connection, or the board's UART (`stays_open`: it
-    outlives every operator, so `quit` logs out instead of closing and
-    idleness never closes it). With `console.password` set nothing but
-    `login PASSWORD` and `quit` runs before a login."""
+    """One console: a TCP connection, or the board's UART (timeout_ms 0: net
+    never closes it, and `quit` cannot: nothing would reopen it). With
+    console.password set the gateway serves console_login.LockedConsole instead."""
 
     max_line = 512
     timeout_ms = 3600000  # an operator may leave the console open a long while
 
-    def __init__(self, peer, gw, commands, eol=b"\r\n", stays_open=False):
+    def __init__(self, peer, gw, commands, eol=b"\r\n"):
         Session.__init__(self, peer)
         self.gw = gw
         self.commands = commands
         self.eol = eol
-        self.stays_open = stays_open
-        if stays_open:
-            self.timeout_ms = 0  # net never closes it for idleness
-        self.locked = bool(gw.cfg["console.password"])
+
+    def uart(self):
+        self.timeout_ms = 0
+        return self
 
     def greeting(self):
-        how = "login PASSWORD first" if self.locked else "`help` lists commands"
-        return self._lines(["dialgate console on %s, %s" % (self.gw.cfg["hostname"], how), "OK"])
+        return self._lines(["dialgate console on %s, `help` lists commands" % self.gw.cfg["hostname"], "OK"])
 
     def _lines(self, lines):
         eol = self.eol
@@ -138,49 +136,12 @@ class ConsoleSession(Session):
             return self._lines(["ERR not UTF-8 text"])
         text = text.strip()
         if text in ("quit", "exit"):
-            if self.stays_open:
-                self.locked = bool(self.gw.cfg["console.password"])
-            else:
-                self.closing = True
+            self.closing = self.timeout_ms != 0
             return self._lines(["bye", "OK"])
-        if text == "login" or text.startswith("login "):
-            return self._lines(self._login(text[6:].strip()))
-        if self.locked and text:
-            return self._lines(["ERR login first: login PASSWORD"])
         out = self.commands.run(self.gw, text)
         if not out:
             return None
         return self._lines(out)
-
-    def _login(self, password):
-        """`login PASSWORD` (never logged): checked against the console.password
-        hash; a wrong one answers ERR, then the session pauses (auth.AuthThrottle,
-        per address, kept apart from the mail users' so a console guesser cannot
-        lock the office out of its mail)."""
-        stored = self.gw.cfg["console.password"]
-        if not stored:
-            self.locked = False
-            return ["no console password is set (console.password)", "OK"]
-        cmds = self.commands
-        if cmds.throttle is None:
-            from .auth import AuthThrottle
-
-            cmds.throttle = AuthThrottle()
-        ip = self.peer[0]
-        wait = cmds.throttle.check(ip)
-        if wait:
-            self.pause_ms = 1000
-            return ["ERR too many wrong passwords: try again in %d s" % (wait // 1000 + 1)]
-        from .users import verify_password
-
-        if password and verify_password(stored, password):
-            cmds.throttle.succeeded(ip)
-            self.locked = False
-            log.info("console: login from %s", ip)
-            return ["logged in", "OK"]
-        self.pause_ms = cmds.throttle.failed(ip)
-        log.warn("console: wrong password from %s", ip)
-        return ["ERR wrong password"]
 
     def on_overflow(self):
         return self._lines(["ERR line too long (max %d octets)" % self.max_line])
@@ -192,6 +153,18 @@ def need(args, n, usage):
 
 
 def add_base_commands(commands):
-    """help, status, log, config get/set: console_base, imported on first use."""
-    for word in ("help", "status", "log", "config"):
+    """status, log, config get/set (console_base) and help (console_help), imported on first use."""
+    for word in ("status", "log", "config"):
         commands.add_lazy(word, "console_base")
+    commands.add_lazy("help", "console_help")
+    commands.add_lazy("login", "console_help")
+    commands.add_lazy("console", "console_auth")
+
+
+def session(peer, gw, eol=b"\r\n"):
+    """A console session for `peer` (console_login's when console.password is set)."""
+    if gw.cfg["console.password"]:
+        from .console_login import LockedConsole
+
+        return LockedConsole(peer, gw, gw.commands, eol)
+    return ConsoleSession(peer, gw, gw.commands, eol)

@@ -15,7 +15,7 @@ def _save(gw, value):
         raise CommandError(str(e))
     except OSError as e:
         raise CommandError("cannot write %s: %s" % (gw.cfg.path, e))
-    gw.cfg.apply("console.password", value)  # asked at the next login, no restart
+    gw.cfg._v["console.password"] = value  # console.session() reads it for each new connection
 
 
 def cmd_passwd(gw, args):
@@ -26,7 +26,7 @@ def cmd_passwd(gw, args):
         raise CommandError("bad password: 1-128 printable characters, no spaces")
     _save(gw, hash_password(args[0], gw.cfg["users.iterations"]))
     log.info("console: console password set")
-    return ["console password set in %s (asked at the next login)" % gw.cfg.path]
+    return ["console password set in %s (new connections ask for it; the UART console after a restart)" % gw.cfg.path]
 
 
 def cmd_nopasswd(gw, args):
@@ -48,5 +48,5 @@ def _all_loopback(gw):
 
 def add_commands(commands):
     commands.add("console passwd", cmd_passwd, "console passwd PASSWORD",
-                 "set the console password (hashed; asked at the next login)", secret=True)
+                 "set the console password (hashed; new connections ask for it)", secret=True)
     commands.add("console nopasswd", cmd_nopasswd, "console nopasswd", "remove the console password")

@@ -1,40 +1,9 @@
-"""The console's own commands: help, status, log, config get/set. Imported on
-the first of them and unloaded with the other command groups when idle."""
+"""The console's own commands: status, log, config get/set. Imported on the
+first of them and unloaded with the other command groups when idle (help is
+console_help, login the session's own, console_login)."""
 
 from . import compat, log
 from .console import CommandError, need
-
-
-def cmd_help(gw, args):
-    """Every command's usage and summary: each lazy group is loaded, read and
-    unloaded again in turn (unless it was loaded before), so the heap holds one
-    group at a time, not all of them (a board's budget)."""
-    cmds = gw.commands
-    rows = {}  # name -> (usage, summary)
-
-    def take():
-        t = cmds.table
-        for k in t:
-            rows[k] = (t[k][1], t[k][2])
-
-    take()
-    for word in list(cmds.lazy):
-        if word in cmds.lazy:  # not loaded with an earlier word's group
-            had = list(cmds.loaded)
-            cmds.load(word)
-            take()
-            cmds.unload(had)
-            compat.gc_collect()
-    if args:
-        want = " ".join(args)
-        if want not in rows:
-            raise CommandError("no command %s" % want)
-        return [rows[want][0], "  " + rows[want][1]]
-    names = sorted(rows)
-    width = 0
-    for n in names:
-        width = max(width, len(rows[n][0]))
-    return [rows[n][0] + " " * (width - len(rows[n][0]) + 2) + rows[n][1] for n in names]
 
 
 def cmd_log(gw, args):
@@ -145,16 +114,9 @@ def cmd_status(gw, args):
     ]
 
 
-def cmd_session_only(gw, args):
-    raise CommandError("the console session answers this itself")
-
-
 def add_commands(commands):
-    commands.add("help", cmd_help, "help [COMMAND]", "list commands, or show one")
     commands.add("status", cmd_status, "status", "uptime, heap, loaded features, connections, link, last and next call, spool")
     commands.add("log", cmd_log, "log [N]", "the last N log lines (default 20)")
     commands.add("config get", cmd_config_get, "config get KEY", "show one configuration value")
-    commands.add("login", cmd_session_only, "login PASSWORD", "log in (when console.password is set)", secret=True)
-    commands.add("quit", cmd_session_only, "quit", "end a TCP session; on the UART: log out")
     commands.add("config set", cmd_config_set, "config set KEY VALUE", "check and save one value (at restart)",
                  secret=True)

@@ -7,7 +7,7 @@ import fwtest
 from dialgate import config, log
 from dialgate.app import Gateway
 from dialgate.config import ConfigError
-from dialgate.console import ConsoleSession
+from dialgate.console import session
 from dialgate.users import hash_password, verify_password
 
 PEER = ("127.0.0.1", 4000)
@@ -27,15 +27,17 @@ def _say(s, line):
 
 def test_no_password_set_runs_commands_at_once():
     gw = _gw()
-    s = ConsoleSession(PEER, gw, gw.commands)
+    s = session(PEER, gw)
     assert s.greeting().decode().startswith("dialgate console on gw.office.test, `help` lists commands")
     assert _say(s, "config get hostname")[-1] == "OK"
     assert _say(s, "login whatever") == ["no console password is set (console.password)", "OK"]
+    u = session(("?", 0), gw, b"\n").uart()
+    assert _say(u, "quit") == ["bye", "OK"] and not u.closing  # the UART console cannot close
 
 
 def test_password_required_before_any_command():
     gw = _gw({"console.password": hash_password("s3cret", 1000)})
-    s = ConsoleSession(PEER, gw, gw.commands)
+    s = session(PEER, gw)
     assert "login PASSWORD first" in s.greeting().decode()
     for cmd in ("status", "help", "config get hostname", "user list", "queue list"):
         assert _say(s, cmd) == ["ERR login first: login PASSWORD"], cmd
@@ -54,12 +56,12 @@ def test_wrong_passwords_lock_the_address_out_and_are_not_logged():
     try:
         log.LOG.configure("info", d + "/log.txt", 8192, False)
         for _ in range(5):
-            s = ConsoleSession(PEER, gw, gw.commands)  # a new connection each time: the address counts
+            s = session(PEER, gw)  # a new connection each time: the address counts
             assert _say(s, "login guess1") == ["ERR wrong password"]
-        s = ConsoleSession(PEER, gw, gw.commands)
+        s = session(PEER, gw)
         out = _say(s, "login s3cret")  # locked out: not even checked
         assert out[0].startswith("ERR too many wrong passwords: try again in ") and s.locked, out
-        other = ConsoleSession(("10.0.0.9", 1), gw, gw.commands)
+        other = session(("10.0.0.9", 1), gw)
         assert _say(other, "login s3cret")[-1] == "OK"  # another address is not held back
         text = "\n".join(log.LOG.tail(50))
         assert "console: wrong password from 127.0.0.1" in text and "guess1" not in text and "s3cret" not in text
@@ -70,7 +72,7 @@ def test_wrong_passwords_lock_the_address_out_and_are_not_logged():
 
 def test_uart_console_logs_out_on_quit_and_never_idles_out():
     gw = _gw({"console.password": hash_password("s3cret", 1000)})
-    s = ConsoleSession(("?", 0), gw, gw.commands, b"\n", True)
+    s = session(("?", 0), gw, b"\n").uart()
     assert s.timeout_ms == 0
     assert _say(s, "login s3cret") == ["logged in", "OK"]
     assert _say(s, "quit") == ["bye", "OK"] and not s.closing
@@ -105,14 +107,16 @@ def test_console_passwd_saves_the_hash_and_applies_at_once():
         assert c.run(gw, "console passwd") == ["ERR usage: console passwd PASSWORD"]
         assert c.run(gw, "console passwd two words")[-1].startswith("ERR bad password")
         out = c.run(gw, "console passwd n3w-pw")
-        assert out == ["console password set in %s (asked at the next login)" % path, "OK"], out
+        assert out == ["console password set in %s (new connections ask for it; the UART console after a restart)"
+                       % path, "OK"], out
         with open(path) as f:
             stored = json.loads(f.read())["console"]["password"]
         assert verify_password(stored, "n3w-pw") and gw.cfg["console.password"] == stored
-        s = ConsoleSession(PEER, gw, gw.commands)
+        s = session(PEER, gw)
         assert _say(s, "status") == ["ERR login first: login PASSWORD"]
         assert _say(s, "login n3w-pw")[-1] == "OK"
         assert c.run(gw, "console nopasswd")[-1] == "OK" and gw.cfg["console.password"] == ""
-        assert config.load(path)["console.password"] == ""
+        with open(path) as f:
+            assert json.loads(f.read())["console"]["password"] == ""
     finally:
         fwtest.rmtree(d)
