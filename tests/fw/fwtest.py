@@ -64,6 +64,7 @@ def host_config(over=None):
         flat[k] = over[k]
     _last_config[0] = _last_config[1] = None  # dropped first (heap); a failed build caches nothing
     cfg = config.build(flat)
+    compat.unload("dialgate.config_load")  # as the gateway does once its config is checked (app.main)
     _last_config[0] = key
     _last_config[1] = cfg
     return cfg

@@ -21,7 +21,7 @@ def _log(d, max_bytes=16384, flash=None):
 def _rec(n, start=DEC2_0900, ok=True, **kw):
     r = {"n": n, "start": start, "trigger": "window", "why": "window 09:00-09:15", "dials": ["BUSY", "CONNECT 33600"],
          "speed": 33600, "online": 95, "bytes_in": 48213, "bytes_out": 10240, "msgs_out": 3, "msgs_in": 5,
-         "ask": "ETRN 250", "end": "idle", "ok": ok}
+         "ask": "ETRN 250", "end": "idle", "ok": ok, "queued": 2}
     for k in kw:
         r[k] = kw[k]
     return r
@@ -258,10 +258,10 @@ def test_csv_header_quoting_and_dates():
         cl.append(_rec(1, ask='ETRN 250 OK, "queued"', end="idle"))
         cl.append(_rec(2, start=0, dials=[], ok=False, trigger="operator", end="BUSY", ask=""))
         lines = list(cl.csv_lines(60))
-        assert lines[0] == "n,start,date,trigger,dials,speed,online_s,bytes_in,bytes_out,msgs_in,msgs_out,ask,end,ok"
+        assert lines[0] == "n,start,date,trigger,dials,speed,online_s,bytes_in,bytes_out,msgs_in,msgs_out,ask,end,ok,queued"
         assert lines[1] == ('1,1796202000,2026-12-02 10:00,window,BUSY; CONNECT 33600,33600,95,48213,10240,5,3,'
-                            '"ETRN 250 OK, ""queued""",idle,1'), lines[1]
-        assert lines[2] == "2,0,,operator,,33600,95,48213,10240,5,3,,BUSY,0", lines[2]
+                            '"ETRN 250 OK, ""queued""",idle,1,2'), lines[1]
+        assert lines[2] == "2,0,,operator,,33600,95,48213,10240,5,3,,BUSY,0,2", lines[2]
         assert len(lines) == 3
     finally:
         fwtest.rmtree(d)
@@ -373,7 +373,7 @@ def test_stats_csv():
         gw = _Gw(d)
         c = _console()
         assert c.run(gw, "stats csv") == ["n,start,date,trigger,dials,speed,online_s,bytes_in,bytes_out,msgs_in,"
-                                          "msgs_out,ask,end,ok", "OK"]
+                                          "msgs_out,ask,end,ok,queued", "OK"]
         gw.costlog.append(_rec(1))
         out = c.run(gw, "stats csv")
         assert len(out) == 3 and out[1].startswith("1,1796202000,2026-12-02 09:00,window,") and out[2] == "OK"

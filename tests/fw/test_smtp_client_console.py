@@ -35,15 +35,42 @@ def test_console_commands():
         b = queue(gw, ["dave@example.com"])
         out = gw.console("queue list")
         assert out[-1] == "OK" and out[-2] == "2 message(s) queued"
-        assert out[0].startswith(a) and "<alice@office.test> 2/2 pending" in out[0]
+        # mailq's columns: id, age, size, sender, first recipient and how many more
+        assert out[0].startswith(a) and "<alice@office.test> -> <bob@example.com> and 1 more, 2/2 pending" in out[0]
+        assert "<dave@example.com>, 1/1 pending, 0 tries, next now" in out[1] and "last:" not in out[1]
+        rec = gw.outq.load(a)
+        rec.rcpts[1].reply = "451 4.3.0 try later"
+        rec.rcpts[1].attempts = rec.attempts = 1
+        gw.outq.save(rec)
+        assert gw.console("queue list")[0].endswith("2/2 pending, 1 tries, next now; last: 451 4.3.0 try later")
         out = gw.console("queue show " + a)
         assert "rcpt <bob@example.com> pending, 0 tries" in out
+        assert "rcpt <carol@example.net> pending, 1 tries: 451 4.3.0 try later" in out
+        i = out.index("headers:")
+        assert out[i + 1:] == ["  Subject: test", "  Message-ID: <0@office.test>", "OK"], out
         assert gw.console("queue show nope")[-1] == "ERR no queued message nope"
         assert gw.console("queue delete " + b)[-1] == "OK"
         assert gw.outq.ids() == [a]
         assert gw.console("queue retry " + a)[0].startswith("1 message(s) due now")
         assert gw.outq.load(a).next_attempt == 0
         assert gw.console("queue retry")[-1].startswith("ERR usage")
+    finally:
+        done(gw)
+
+
+def test_queue_show_bounds_the_header():
+    gw = console_gw("rld")
+    try:
+        long = b"X-Long: " + b"y" * 300 + b"\r\n"
+        hdr = b"Subject: caf\xc3\xa9\r\n Folded\r\n" + long + b"".join([b"X-%d: v\r\n" % i for i in range(50)])
+        a = queue(gw, ["bob@example.com"], body=hdr + b"\r\nbody\r\n")
+        out = gw.console("queue show " + a)
+        h = out[out.index("headers:") + 1:-1]
+        assert h[:3] == ["  Subject: caf??", "   Folded", "  X-Long: " + "y" * 192], h[:3]
+        assert len(h) == 41 and h[-1] == "  ... (more header lines not shown)", h[-3:]
+        b = queue(gw, ["bob@example.com"], body=b"Subject: only a header\r\n")
+        out = gw.console("queue show " + b)
+        assert out[-3:] == ["headers:", "  Subject: only a header", "OK"], out
     finally:
         done(gw)
 

@@ -39,16 +39,17 @@ def test_micropython_heap_after_boot(tmp_path, mpy):
 
     From .mpy (how a board runs it) at the board's 128K. From .py the compiler
     needs a transient peak on top of what stays resident (DESIGN.md: a
-    550-line module needs ~100 KiB to compile), so that run gets 192K (160K fails compiling the session
-    owner's modules at start, 176K now and then, 128K spool.py) and we compare what stays resident after
-    the boot's collection."""
-    gw = Gateway(tmp_path, runtime="upy", heap="128K" if mpy else "192K", mpy=mpy)
+    550-line module needs ~100 KiB to compile), so that run gets 256K and we compare what stays resident
+    after the boot's collection. Below that the compile peak's fragmentation decides, not the size:
+    with the console login code 184K, 192K, 208K and 224K failed compiling the session owner's modules
+    at start while 196K and 200K passed (128K fails at spool.py)."""
+    gw = Gateway(tmp_path, runtime="upy", heap="128K" if mpy else "256K", mpy=mpy)
     try:
         ok, lines, _ = gw.command("status")
         assert ok
         heap = [x for x in lines if x.startswith("heap:")][0]
         used = int(heap.split()[2])
-        print(f"\nMicroPython heap after boot ({'.mpy at 128K' if mpy else '.py at 192K'}): {heap}")
+        print(f"\nMicroPython heap after boot ({'.mpy at 128K' if mpy else '.py at 256K'}): {heap}")
         assert used < 128 * 1024
     finally:
         gw.stop()
