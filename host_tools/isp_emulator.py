@@ -11,6 +11,10 @@
   (AUTH PLAIN/LOGIN, RFC 4954) or one connecting from a `--relay-from` address
   (as ISPs relay for the address they gave a dial-up customer), and lands in
   DIR/internet/ ("the Internet").
+* With `--odmr HOST:PORT` it is also an On-Demand Mail Relay provider (RFC
+  2645): the office connects out, authenticates (AUTH CRAM-MD5, a `--user`),
+  says `ATRN office.test`, and the held mail comes back over the same
+  connection, the ISP now the SMTP client.
 * Every accepted message is stored byte for byte as received (after dot
   un-stuffing) with its envelope in a `.env` JSON file beside it.
 
@@ -204,6 +208,90 @@ class IspSession:
         return False
 
 
+class OdmrSession(IspSession):
+    """The ISP's On-Demand Mail Relay service (RFC 2645, port 366): EHLO offers
+    AUTH CRAM-MD5 and ATRN (and STARTTLS with --odmr-cert); after AUTH, `ATRN
+    [d1,d2]` reverses the connection and the ISP delivers the held mail over it.
+
+    Test knobs on the Isp: `odmr_reply` (answer ATRN with this code instead),
+    `odmr_stall` (seconds before answering ATRN), `odmr_drop_after` (cut the
+    reversed session in the DATA of that message)."""
+
+    async def run(self) -> None:
+        self.challenge = ""
+        await self.reply(f"220 {self.isp.name} ODMR service ready")
+        while True:
+            try:
+                raw = await self.readline()
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, ConnectionError):
+                return
+            line = raw.decode("latin-1").rstrip("\r\n")
+            verb, _, arg = line.partition(" ")
+            verb = verb.upper()
+            if verb == "EHLO":
+                tls = "250-STARTTLS\r\n" if self.isp.odmr_tls is not None and not self.tls else ""
+                await self.reply(f"250-{self.isp.name}\r\n{tls}250-AUTH CRAM-MD5\r\n250 ATRN")
+            elif verb == "STARTTLS" and self.isp.odmr_tls is not None and not self.tls:
+                await self.reply("220 2.0.0 ready to start TLS")
+                await self.w.start_tls(self.isp.odmr_tls)
+                self.tls, self.user = True, None
+            elif verb == "AUTH" and arg.upper() == "CRAM-MD5":
+                await self.do_cram()
+            elif verb == "ATRN":
+                if await self.do_atrn(arg.strip()):
+                    return
+            elif verb == "QUIT":
+                await self.reply("221 2.0.0 bye")
+                return
+            elif verb in ("NOOP", "RSET"):
+                await self.reply("250 2.0.0 ok")
+            else:
+                await self.reply("502 5.5.2 command not recognised")
+
+    tls = False
+
+    async def do_cram(self) -> None:
+        import hmac
+
+        ch = f"<{os.getpid()}.{time.time_ns()}@{self.isp.name}>".encode()
+        await self.reply("334 " + base64.b64encode(ch).decode())
+        try:
+            user, _, digest = base64.b64decode((await self.readline()).strip()).decode().rpartition(" ")
+        except (ValueError, UnicodeError):
+            await self.reply("501 5.5.2 bad AUTH data")
+            return
+        pw = self.isp.users.get(user)
+        if pw is not None and hmac.compare_digest(hmac.new(pw.encode(), ch, "md5").hexdigest(), digest):
+            self.user = user
+            await self.reply("235 2.7.0 authenticated")
+        else:
+            await self.reply("535 5.7.8 authentication failed")
+
+    async def do_atrn(self, arg: str) -> bool:
+        """RFC 2645 §5.2.1 replies. Returns True once the connection was reversed."""
+        isp = self.isp
+        self.isp.atrn_seen.append(arg)
+        if isp.odmr_stall:
+            await asyncio.sleep(isp.odmr_stall)
+        forced = isp.odmr_reply
+        domains = [d.strip().lower() for d in arg.split(",") if d.strip()] or [isp.office_domain]
+        if forced:
+            await self.reply(f"{forced} {'forced reply (test knob)'}")
+            return False
+        if self.user is None:
+            await self.reply("530 5.7.0 authentication required")
+            return False
+        if any(d != isp.office_domain for d in domains):
+            await self.reply("450 4.7.1 access denied to that domain")
+            return False
+        if not isp.store.held():
+            await self.reply("453 You have no mail")
+            return False
+        await self.reply("250 OK now reversing the connection")
+        await isp.deliver_over(self.r, self.w, domains, isp.odmr_drop_after)
+        return True
+
+
 class Isp:
     def __init__(self, name: str, office_domain: str, office_smtp: tuple[str, int], root: Path,
                  users: dict[str, str], relay_from: tuple[str, ...] = ()) -> None:
@@ -215,6 +303,11 @@ class Isp:
         self.relay_from = relay_from
         self._flush: asyncio.Task | None = None
         self.log = print
+        self.odmr_tls = None  # ssl.SSLContext: STARTTLS on the ODMR service
+        self.odmr_reply = 0
+        self.odmr_stall = 0.0
+        self.odmr_drop_after = -1
+        self.atrn_seen: list[str] = []
 
     def is_office(self, addr: str) -> bool:
         return addr.rpartition("@")[2].lower().rstrip(".") == self.office_domain
@@ -224,13 +317,24 @@ class Isp:
             self._flush = asyncio.get_running_loop().create_task(self.deliver_held())
 
     async def deliver_held(self) -> int:
-        """Deliver held mail to the office gateway over SMTP; returns how many went."""
-        sent = 0
+        """Deliver held mail to the office gateway over SMTP (after ETRN); returns how many went."""
         try:
             r, w = await asyncio.wait_for(asyncio.open_connection(*self.office_smtp), 30)
         except (TimeoutError, OSError) as e:
             self.log(f"isp: cannot reach the office at {self.office_smtp}: {e}")
             return 0
+        try:
+            return await self.deliver_over(r, w)
+        finally:
+            w.close()
+
+    async def deliver_over(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, domains: list[str] | None = None,
+                           drop_after: int = -1) -> int:
+        """Be the SMTP client on an open connection whose far end is the office's SMTP
+        server (a new connection after ETRN, or the reversed one after ATRN): greet,
+        deliver the held messages, removing each after its 250, QUIT. `drop_after`:
+        cut the connection in the middle of that message's DATA (tests)."""
+        sent = 0
 
         async def expect(code: str) -> str:
             while True:
@@ -256,6 +360,11 @@ class Isp:
                 w.write(b"DATA\r\n")
                 await expect("354")
                 data = eml.read_bytes()
+                if sent == drop_after:
+                    w.write(data[: len(data) // 2])
+                    await w.drain()
+                    w.transport.abort()
+                    raise ConnectionError(f"dropped in the DATA of message {sent + 1} (as asked)")
                 for line in data.splitlines(keepends=True):
                     w.write(b"." + line if line.startswith(b".") else line)
                 if data and not data.endswith(b"\r\n"):
@@ -267,10 +376,9 @@ class Isp:
                 sent += 1
             w.write(b"QUIT\r\n")
             await w.drain()
+            await expect("221")
         except (TimeoutError, OSError, ConnectionError) as e:
             self.log(f"isp: delivery to the office stopped after {sent}: {e}")
-        finally:
-            w.close()
         self.log(f"isp: delivered {sent} held message(s) to {self.office_domain}")
         return sent
 
@@ -278,6 +386,17 @@ class Isp:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 await IspSession(self, reader, writer).run()
+            finally:
+                writer.close()
+
+        return await asyncio.start_server(handle, host, port, limit=MAX_LINE * 2)
+
+    async def serve_odmr(self, host: str, port: int) -> asyncio.base_events.Server:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await OdmrSession(self, reader, writer).run()
+            except (OSError, ConnectionError) as e:
+                self.log(f"isp: ODMR session ended: {e}")
             finally:
                 writer.close()
 
@@ -309,6 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", default="run/isp", type=Path)
     ap.add_argument("--user", action="append", default=[], help="NAME:PASSWORD for AUTH (repeatable)")
     ap.add_argument("--relay-from", action="append", default=[], help="client address allowed to relay without AUTH")
+    ap.add_argument("--odmr", type=_hostport, metavar="HOST:PORT",
+                    help="also serve On-Demand Mail Relay (RFC 2645: AUTH CRAM-MD5, ATRN) here")
+    ap.add_argument("--odmr-cert", nargs=2, metavar=("CERT", "KEY"), help="offer STARTTLS on the ODMR service")
     ap.add_argument("--demo", type=int, default=0, metavar="N",
                     help="start with N demo messages held for postmaster@ and the office's users (if none are held)")
     a = ap.parse_args(argv)
@@ -317,10 +439,20 @@ def main(argv: list[str] | None = None) -> int:
     if a.demo and not isp.store.held():
         hold_demo(isp, a.demo)
 
+    if a.odmr_cert:
+        import ssl
+
+        isp.odmr_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        isp.odmr_tls.load_cert_chain(*a.odmr_cert)
+
     async def run() -> None:
         srv = await isp.serve(*a.listen)
         print(f"emulated ISP {a.name}: SMTP {a.listen[0]}:{a.listen[1]}, holds mail for {a.office_domain} "
               f"until ETRN, delivers it to {a.office_smtp[0]}:{a.office_smtp[1]}", flush=True)
+        if a.odmr:
+            await isp.serve_odmr(*a.odmr)
+            print(f"emulated ISP {a.name}: ODMR {a.odmr[0]}:{a.odmr[1]} (AUTH CRAM-MD5, ATRN {a.office_domain})",
+                  flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", type=Path, default=ROOT / "run", help="state: spool, log, ISP mail (default run/)")
     ap.add_argument("--upy", metavar="HEAP", help="run the gateway under MicroPython at this heap (e.g. 128K)")
+    ap.add_argument("--odmr", action="store_true",
+                    help="ask for the held mail by ODMR (ATRN, RFC 2645) instead of ETRN (make run ODMR=1)")
     ap.add_argument("--unload-after", type=int, metavar="S",
                     help="board.unload_after: unload features idle for S seconds (boards: 60)")
     a = ap.parse_args(argv)
@@ -67,6 +69,17 @@ def main(argv: list[str] | None = None) -> int:
         cfg.setdefault("board", {})["buffer"] = 1024  # boards/pico_w.json: a board's buffers, not the PC's
     if a.unload_after is not None:
         cfg.setdefault("board", {})["unload_after"] = a.unload_after
+    isp_odmr: list[str] = []
+    modem_wiring: list[str] = []
+    if a.odmr:
+        # the ISP's ODMR service on 2366; over the line, the gateway reaches it at 2527
+        cfg["session"]["etrn"] = []
+        cfg["isp"] = {"odmr": {"host": "127.0.0.1", "port": 2366, "user": "office", "password": "office-secret",
+                               "domains": ["office.test"]}}
+        cfg.setdefault("link", {})["odmr"] = "127.0.0.1:2527"
+        isp_odmr = ["--odmr", "127.0.0.1:2366"]
+        modem_wiring = ["--forward", "127.0.0.1:2526=127.0.0.1:2600", "--forward", "127.0.0.1:2527=127.0.0.1:2366",
+                        "--reverse", "127.0.0.1:2625=127.0.0.1:2525"]
     tls_note = lan_certificate(cfg, run / "tls")
     (run / "config.json").write_text(json.dumps(cfg, indent=1))
     env = dict(os.environ, PYTHONPATH=str(ROOT / "firmware"))
@@ -75,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     procs.append(("isp", subprocess.Popen(
         [py, "-m", "host_tools.isp_emulator", "--listen", "127.0.0.1:2600", "--office-smtp", "127.0.0.1:2625",
          "--dir", str(run / "isp"), "--user", "office:office-secret",
-         "--relay-from", "127.0.0.1", "--demo", "2"], cwd=ROOT)))
+         "--relay-from", "127.0.0.1", "--demo", "2"] + isp_odmr, cwd=ROOT)))
     procs.append(("modem", subprocess.Popen(
         [py, "-m", "host_tools.modem_emulator", "--serial", "127.0.0.1:2700", "--bps", "33600",
-         "--time-scale", "0.1"], cwd=ROOT)))
+         "--time-scale", "0.1"] + modem_wiring, cwd=ROOT)))
     time.sleep(0.5)  # let the peers listen before the gateway starts
     if a.upy:
         from host_tools.upy_test import build_tree
@@ -94,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dialgate (make run, {runtime}): SMTP 127.0.0.1:2525, POP3 127.0.0.1:1110, console 127.0.0.1:2323", flush=True)
     if tls_note:
         print(tls_note, flush=True)
-    print("  emulated modem on 127.0.0.1:2700 (33,600 bps), emulated ISP smtp.isp.test on 127.0.0.1:2600", flush=True)
+    print("  emulated modem on 127.0.0.1:2700 (33,600 bps), emulated ISP smtp.isp.test on 127.0.0.1:2600"
+          + (", its ODMR service on 127.0.0.1:2366 (held mail by ATRN)" if a.odmr else " (held mail by ETRN)"),
+          flush=True)
     print("  the gateway calls by itself: on the first queued message and every 3 minutes (configs/host.json);",
           flush=True)
     print("  it hangs up once the line is quiet for 10 s. Watch: make console, then `status`, `stats calls`, "

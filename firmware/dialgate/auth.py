@@ -31,6 +31,28 @@ def b64encode(data):
     return binascii.b2a_base64(data).strip()
 
 
+def cram_md5(user, secret, challenge):
+    """RFC 2195 client response to a base64 `challenge`: base64 of the user, a
+    space and the lowercase hex HMAC-MD5 (RFC 2104) of the challenge keyed
+    with the secret. The mechanism RFC 2645 §5.1.2 requires of ODMR."""
+    import hashlib
+
+    key = secret.encode()
+    if len(key) > 64:
+        key = hashlib.md5(key).digest()
+    pad = bytearray(64)  # the key block, padded; XORed in place (no 64-int lists on a board)
+    pad[: len(key)] = key
+    for i in range(64):
+        pad[i] ^= 0x36
+    inner = hashlib.md5(pad)
+    inner.update(binascii.a2b_base64(challenge))
+    for i in range(64):
+        pad[i] ^= 0x36 ^ 0x5C
+    outer = hashlib.md5(pad)
+    outer.update(inner.digest())
+    return b64encode(user.encode() + b" " + binascii.hexlify(outer.digest()))
+
+
 def _text(b):
     """UTF-8 bytes -> str, or None (RFC 4616 §2: authcid/passwd are UTF-8)."""
     try:

@@ -171,6 +171,12 @@ def _cross_check(cfg):
     for d in v["session.etrn"]:  # RFC 1985 §3: a domain, "@domain" or "#queue"
         if not d or " " in d:
             raise ConfigError("session.etrn", "bad ETRN argument %s" % json.dumps(d))
+    if v["isp.odmr.host"]:
+        if not v["isp.odmr.user"]:  # RFC 2645 §5.1.2: AUTH comes before ATRN
+            raise ConfigError("isp.odmr.user", "ODMR needs the provider's user name and password")
+        for d in v["isp.odmr.domains"]:
+            if not isinstance(d, str) or not d or "," in d or " " in d or "@" in d:
+                raise ConfigError("isp.odmr.domains", "bad domain %s" % json.dumps(d))
     if v["session.etrn"] and not v["relay.smarthost"]:
         raise ConfigError("session.etrn", "needs relay.smarthost (ETRN is sent to the ISP's server)")
     check_console_password(v["console.password"])

@@ -16,8 +16,8 @@ FAILED = "failed"  # an unexpected error (logged with its traceback)
 class Link:
     """Base: state and counters every link type keeps.
 
-    `smtp_addr` / `pop3_addr`: (host, port) the queue runner should use for the
-    ISP's SMTP / POP3 while this link is up, or None to use its own config
+    `smtp_addr` / `pop3_addr` / `odmr_addr`: (host, port) the queue runner and
+    the ask phase should use for the ISP's SMTP / POP3 / ODMR while this link is up, or None to use its own config
     (the emulated link forwards them through the modem emulator's line).
     """
 
@@ -34,6 +34,7 @@ class Link:
         self.sessions = 0
         self.smtp_addr = None
         self.pop3_addr = None
+        self.odmr_addr = None
         self.dial_results = []  # the last up()'s dial attempts, in order (modem links)
         self._busy = False
 

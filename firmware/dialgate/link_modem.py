@@ -125,7 +125,7 @@ class ModemLink(Link):
 
 class EmulatedLink(ModemLink):
     """The host simulation: dial the modem emulator over `emu://HOST:PORT`; while
-    the call is up the emulator forwards `link.smtp` / `link.pop3` to the ISP."""
+    the call is up the emulator forwards `link.smtp` / `link.pop3` / `link.odmr` to the ISP."""
 
     kind = "emulated"
 
@@ -135,6 +135,8 @@ class EmulatedLink(ModemLink):
             self.smtp_addr = config.parse_addr("link.smtp", cfg["link.smtp"])
         if cfg["link.pop3"]:
             self.pop3_addr = config.parse_addr("link.pop3", cfg["link.pop3"])
+        if cfg["link.odmr"]:
+            self.odmr_addr = config.parse_addr("link.odmr", cfg["link.odmr"])
 
     def _count(self):
         p = self.port

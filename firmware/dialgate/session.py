@@ -10,6 +10,7 @@ from .compat import const, ticks_add, ticks_diff
 # Actions for the driver (session_run), returned by the methods below.
 DIAL = "dial"  # link.up(), then dialled()
 FLUSH = "flush"  # relay.flush(etrn=s.etrn_now), then flushed()
+COLLECT = "collect"  # inbound.collect(gw, s.collect) (ODMR, POP3 multidrop), then collected()
 HANGUP = "hangup"  # link.down(), then hung_up()
 DONE = "done"  # write s.record to the cost log
 
@@ -20,6 +21,7 @@ ASK_PAUSE_MS = const(5000)  # between two of them
 DIALLING = "dialling"
 FLUSHING = "flushing"
 ASKING = "asking"  # waiting ASK_PAUSE_MS to ask again
+COLLECTING = "collecting"  # ODMR / POP3 multidrop: the held mail comes in
 LINGERING = "lingering"
 HANGING_UP = "hanging up"
 ENDED = "done"
@@ -31,8 +33,10 @@ class DialSession:
 
     Durations come from the config: `session.idle_hangup` (quiet seconds before
     hanging up), `session.min_online` (seconds the ISP's flush gets to start after
-    the ask), `session.max_online` (the one deadline for the whole call), and
-    `session.etrn` (domains to ask for; empty: no ask phase).
+    the ask), `session.max_online` (the one deadline for the whole call),
+    `session.etrn` (domains to ask for by ETRN) and the other two ways of
+    asking (`collect`: "odmr" when isp.odmr.host is set), run once a call
+    after the queue and the ETRN (docs/inbound.md).
     `record` is the cost record (costlog) once hung_up() returned DONE.
     """
 
@@ -41,6 +45,7 @@ class DialSession:
         self.min_ms = cfg["session.min_online"] * 1000
         self.max_ms = cfg["session.max_online"] * 1000
         self.etrn = list(cfg["session.etrn"])
+        self.collect = ["odmr"] if cfg["isp.odmr.host"] else []
         self.n = n
         self.phase = DIALLING
         self.t0 = now
@@ -131,11 +136,33 @@ class DialSession:
         return self._linger(now)
 
     def _linger(self, now):
+        if self.collect:  # the other ways of asking go after the queue and ETRN
+            self.phase = COLLECTING
+            return COLLECT
         self.phase = LINGERING
         self.t_asked = now
-        if self.flush_error and not self.etrn:
+        if self.flush_error and not self.etrn and not self.collected_any:
             return self._hangup("smarthost unreachable", "smarthost unreachable: " + self.flush_error)
         return None
+
+    collected_any = False
+
+    def collected(self, results, now):
+        """The collect actions are done: `results` [(word, how, code, text)], one
+        per way asked ("ATRN", odmr_client's REVERSED / NO_MAIL / LATER / CONFIG,
+        its reply code and text). "retry" and "refused" fail the call (the
+        scheduler's redial tries again; the record and the log say why)."""
+        self.collect = []
+        self.collected_any = True
+        if self.phase == HANGING_UP or self.phase == ENDED:
+            return None
+        parts = [self.record["ask"]] if self.record["ask"] else []
+        for word, how, code, text in results:
+            parts.append("%s %s%s" % (word, code or "-", "" if how in ("reversed", "no mail") else " (" + how + ")"))
+            if how not in ("reversed", "no mail"):
+                self._fail("%s %s: %s" % (word, code or "-", text))
+        self.record["ask"] = "; ".join(parts)
+        return self._linger(now)
 
     def tick(self, now, up, last_active, due, busy):
         """Called about once a second. `up`: the link is up; `last_active`: ticks

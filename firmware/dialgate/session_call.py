@@ -56,6 +56,9 @@ async def run_call(sr, kind, why):
                 flushes += 1
                 doing = act
                 task = _spawn(relay.flush(s.etrn_now), box)
+            elif act == S.COLLECT:
+                doing = act
+                task = _spawn(_collect(gw, list(s.collect)), box)
             elif act == S.HANGUP:
                 await _end_task(task, doing, link)
                 task = None
@@ -75,6 +78,8 @@ async def run_call(sr, kind, why):
                             log.info("session %d: online at %d bps", s.n, link.speed)
                             _set_clock(None)
                         act = s.dialled(res, link.speed, link.dial_results, now)
+                    elif doing == S.COLLECT:
+                        act = s.collected(res or [("ask", "retry", 0, "internal error (see log)")], now)
                     else:
                         _set_clock(relay.greeting)
                         err = relay.run_error if res is not None else "flush failed (see log)"
@@ -155,6 +160,12 @@ def _finish(sr, s):
         (", " + r["ask"]) if r["ask"] else "")
     log.info("session %d: ended (%s); %s", s.n, r["end"], sr.last_result)
     sr.gw.costlog.append(r)
+
+
+async def _collect(gw, ways):
+    from .inbound import collect  # ODMR / POP3 multidrop: loaded for the call that asks
+
+    return await collect(gw, ways)
 
 
 def _log_ask(s):

@@ -68,6 +68,9 @@ class SmtpService:
 class SmtpSession(Session):
     max_line = limits.SMTP_COMMAND_LINE
     timeout_ms = limits.SMTP_COMMAND_TIMEOUT_MS
+    # Messages one connection may send. The ODMR-reversed session lifts it: the
+    # provider cannot reconnect to us (RFC 2645), it has only this connection.
+    max_messages = limits.SMTP_MESSAGES_PER_SESSION
 
     def __init__(self, peer, svc):
         Session.__init__(self, peer)
@@ -238,7 +241,7 @@ class SmtpSession(Session):
         self.helo = name.decode()
 
     def smtp_MAIL(self, arg):
-        if self.messages >= limits.SMTP_MESSAGES_PER_SESSION:
+        if self.messages >= self.max_messages:
             self.closing = True
             return b"421 4.7.0 Too many messages in one session, closing connection\r\n"
         try:

@@ -105,6 +105,48 @@ def drive(session, data, piece=1, size=1024):
     return b"".join(out)
 
 
+def drive_net(session, data, piece=1, size=1024, buf=None):
+    """drive(), plus what net does between reads: the TLS upgrade a session asks
+    for (on_tls() at once, its reply written; unread input goes to
+    early_data()), and the handover of the connection, with its unread input,
+    to another session (proto.Session.handover), which then greets. Returns
+    (everything written, the session holding the connection at the end)."""
+    out = []
+    g = session.greeting()
+    if g:
+        out.append(g)
+    fr = Framer(session, size, buf)
+    i = 0
+    n = len(data)
+    while i < n and not session.closing:
+        sp = fr.space()
+        k = min(piece, len(sp), n - i)
+        sp[:k] = data[i : i + k]
+        fr.received(k)
+        i += k
+        while True:
+            while fr.process(out.append):
+                session.pause_ms = 0
+            if session.tls is not None and not session.closing:
+                if fr.start != fr.end and not session.early_data():
+                    session.closing = True
+                    break
+                fr.reset()
+                r = session.on_tls()
+                if r:
+                    out.append(r)
+            if session.handover is None:
+                break
+            kind, new = session.handover
+            session.handover = None
+            session.on_close()
+            session = fr.s = new
+            g = new.greeting()
+            if g:
+                out.append(g)
+    return b"".join(out), session
+
+
 def every_split(make_session, data, expect=None, pieces=None):
     """Drive a fresh session with every read size in `pieces` (default 1..len+1)
     and check all give the same output (equal to `expect` if given). Returns it."""

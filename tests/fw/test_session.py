@@ -3,10 +3,10 @@ event in, the action out, on a fake clock; then its driver (session_run) over a
 fake link and the fake smarthost of relayfake. Every failure ends in HANGUP."""
 
 from dialgate import session as S
-from dialgate.session import DIAL, DONE, FLUSH, HANGUP
+from dialgate.session import COLLECT, DIAL, DONE, FLUSH, HANGUP
 
 OPTS = {"session.idle_hangup": 30, "session.min_online": 20, "session.max_online": 900,
-        "session.etrn": ["office.test"]}
+        "session.etrn": ["office.test"], "isp.odmr.host": ""}
 NOW = 1800000000
 
 
@@ -187,3 +187,38 @@ def test_the_isp_greeting_date_sets_an_untrusted_clock():
     finally:
         compat._wall[0] = saved[0]
         compat._wall[1] = saved[1]
+
+
+def test_odmr_asks_after_the_queue_and_etrn_then_lingers():
+    s = new(etrn=False)
+    s.collect = ["odmr"]  # isp.odmr.host set
+    t = online(s)
+    assert s.flushed(2, "", [], t + 5000) == COLLECT and s.phase == S.COLLECTING
+    assert s.tick(t + 6000, True, t + 6000, False, True) is None  # collecting: busy
+    assert s.collected([("ATRN", "reversed", 250, "OK now reversing")], t + 30000) is None
+    assert s.phase == S.LINGERING and s.record["ask"] == "ATRN 250" and s.ok
+    assert s.tick(t + 30000 + 31000, True, t + 30000, False, False) == HANGUP  # idle, min_online passed
+    assert s.hung_up(t + 62000, 100, 200, 3) == DONE and s.record["ok"]
+
+
+def test_odmr_453_is_success_451_and_530_fail_the_call():
+    for how, code, ok in (("no mail", 453, True), ("retry", 451, False), ("refused", 530, False)):
+        s = new()
+        s.collect = ["odmr"]
+        t = online(s)
+        assert s.flushed(0, "", [(250, "queuing started")], t + 1000) == COLLECT
+        s.collected([("ATRN", how, code, "text")], t + 2000)
+        assert s.ok == ok, (code, s.failure)
+        assert s.record["ask"] == "ETRN 250; ATRN %d%s" % (code, "" if ok else " (%s)" % how), s.record["ask"]
+        if not ok:
+            assert s.failure == "ATRN %d: text" % code
+
+
+def test_carrier_lost_while_collecting_hangs_up():
+    s = new(etrn=False)
+    s.collect = ["odmr"]
+    t = online(s)
+    assert s.flushed(0, "", [], t + 1000) == COLLECT
+    assert s.tick(t + 2000, False, t + 2000, False, True) == HANGUP
+    assert s.failure == "carrier lost while collecting"
+    assert s.collected([("ATRN", "retry", 0, "connection lost")], t + 3000) is None  # too late to matter
