@@ -63,6 +63,7 @@ def host_config(over=None):
     for k in over or {}:
         flat[k] = over[k]
     _last_config[0] = _last_config[1] = None  # dropped first (heap); a failed build caches nothing
+    compat.gc_collect()  # the schema's dict wants one ~2 KB block: give it the holes garbage left
     cfg = config.build(flat)
     compat.unload("dialgate.config_load")  # as the gateway does once its config is checked (app.main)
     _last_config[0] = key
