@@ -13,11 +13,18 @@ import pytest
 from gateway import ROOT, UPY, Gateway
 
 RUNTIMES = ["cpython", "upy"]
+# A whole gateway process under the unix port, from .mpy: 160K, issue #15's
+# stock-firmware target (a Pico W has ~190 KB with Wi-Fi up). What stays
+# resident after boot is still held under 128K below; but the first console
+# command interns enough names for MicroPython's sixth qstr pool, one ~7.2 KB
+# block (measured: micropython.qstr_info(), 5 -> 6 pools), which a 128K heap
+# no longer has in one piece after boot (docs/architecture.md, "Memory").
+GW_HEAP = "160K"
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_boots_and_answers_status(tmp_path, runtime):
-    gw = Gateway(tmp_path, runtime=runtime, mpy=True)  # upy: from .mpy at 128K, as a board runs
+    gw = Gateway(tmp_path, runtime=runtime, mpy=True, heap=GW_HEAP)  # upy: from .mpy, as a board runs
     try:
         ok, lines, last = gw.command("status")
         assert ok and last == "OK", lines
@@ -28,7 +35,7 @@ def test_boots_and_answers_status(tmp_path, runtime):
         assert f"pop3 127.0.0.1:{gw.pop3_port}" in fields["listening"]
         used, free = fields["heap"].split()[1], fields["heap"].split()[3]
         if runtime == "upy":
-            assert int(used) + int(free) <= 128 * 1024
+            assert int(used) + int(free) <= 160 * 1024
     finally:
         assert gw.stop() in (0, 130, -2), gw.output()
 
@@ -37,19 +44,20 @@ def test_boots_and_answers_status(tmp_path, runtime):
 def test_micropython_heap_after_boot(tmp_path, mpy):
     """Boots under the unix port; prints heap used after boot.
 
-    From .mpy (how a board runs it) at the board's 128K. From .py the compiler
+    From .mpy (how a board runs it) at GW_HEAP, holding what stays resident
+    under the 128K test budget. From .py the compiler
     needs a transient peak on top of what stays resident (DESIGN.md: a
     550-line module needs ~100 KiB to compile), so that run gets 256K and we compare what stays resident
     after the boot's collection. Below that the compile peak's fragmentation decides, not the size:
     with the console login code 184K, 192K, 208K and 224K failed compiling the session owner's modules
     at start while 196K and 200K passed (128K fails at spool.py)."""
-    gw = Gateway(tmp_path, runtime="upy", heap="128K" if mpy else "256K", mpy=mpy)
+    gw = Gateway(tmp_path, runtime="upy", heap=GW_HEAP if mpy else "256K", mpy=mpy)
     try:
         ok, lines, _ = gw.command("status")
         assert ok
         heap = [x for x in lines if x.startswith("heap:")][0]
         used = int(heap.split()[2])
-        print(f"\nMicroPython heap after boot ({'.mpy at 128K' if mpy else '.py at 256K'}): {heap}")
+        print(f"\nMicroPython heap after boot ({'.mpy at ' + GW_HEAP if mpy else '.py at 256K'}): {heap}")
         assert used < 128 * 1024
     finally:
         gw.stop()
@@ -88,7 +96,7 @@ def test_smtp_and_pop3_load_on_first_use(tmp_path, runtime):
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_endless_line_does_not_grow_memory(tmp_path, runtime):
     """10 MB without CRLF to the console: one ERR, no growth, then in sync again."""
-    gw = Gateway(tmp_path, runtime=runtime, heap="128K", mpy=True)
+    gw = Gateway(tmp_path, runtime=runtime, heap=GW_HEAP, mpy=True)
     try:
         s = socket.create_connection(("127.0.0.1", gw.console_port), timeout=20)
         s.recv(200)
