@@ -53,7 +53,7 @@ class Gateway:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.net = Net(cfg["board.buffer"], cfg["net.max_connections"])
+        self.net = Net(cfg["board.buffer"], cfg["net.max_connections"], cfg["net.backlog"])
         self.commands = Commands()
         add_base_commands(self.commands)
         for word in LAZY_COMMANDS:

@@ -42,11 +42,15 @@ class Net:
 
     `buffer_size`: octets per connection (board profile `board.buffer`).
     `max_connections`: total sessions across all listeners (`net.max_connections`).
+    `backlog`: connections the kernel queues per listener before we accept them
+    (`net.backlog`: a few on a microcontroller's lwIP, 128 on a Pi: a burst of
+    PCs checking mail at 9 am must not overflow it and lose SYNs).
     """
 
-    def __init__(self, buffer_size=1024, max_connections=8):
+    def __init__(self, buffer_size=1024, max_connections=8, backlog=5):
         self.buffer_size = buffer_size
         self.max_connections = max_connections
+        self.backlog = backlog
         self.conns = []
         self.servers = []
         self.listening = []  # "kind host:port" strings for status
@@ -59,7 +63,7 @@ class Net:
         async def accept(stream):
             await self.serve(stream, factory, kind)
 
-        srv = await compat.start_server(accept, host, port, 5)
+        srv = await compat.start_server(accept, host, port, self.backlog)
         self.servers.append(srv)
         self.listening.append("%s %s:%d" % (kind, host, port))
         self.watch_start()

@@ -178,7 +178,8 @@ async def deliver(rl, domain, ids, now, etrn=None):
         if client.failed is None:
             why = ""
             break
-        why = "%s:%d: %d %s" % (host, port, client.failed[0], _text(client.failed[1]))
+        code = client.failed[0]  # 0: no reply code (a local error, a lost or refused connection)
+        why = "%s:%d: %s%s" % (host, port, ("%d " % code) if code else "", _text(client.failed[1]))
         log.warn("relay: %s", why)
         if domain is None:
             rl.run_error = why  # the smarthost: the dial session's cost record says why
