@@ -189,10 +189,15 @@ class Office:
         assert ok, (line, lines)
         return lines
 
-    def submit(self, tag: str, rcpts: list[str], size: int = 600, sender: str = "alice@office.test") -> None:
-        """One LAN submission; raises unless the gateway answered 250 to the final dot."""
+    def submit(self, tag: str, rcpts: list[str], size: int = 600, sender: str = "alice@office.test",
+               declare_size: bool = True) -> None:
+        """One LAN submission; raises unless the gateway answered 250 to the final dot.
+        `declare_size=False`: no SIZE= at MAIL (the size is found out during DATA)."""
         assert self.gw is not None
         with smtplib.SMTP("127.0.0.1", self.gw_smtp, timeout=10) as s:
+            s.ehlo()
+            if not declare_size:
+                s.esmtp_features.pop("size", None)
             s.sendmail(sender, rcpts, message(tag, sender, rcpts, size))
 
     def hold(self, tag: str, rcpts: list[str], size: int = 600) -> None:
