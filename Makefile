@@ -17,7 +17,7 @@ CONFIG ?=
 TLS_NAMES ?=
 PURGE ?=
 
-.PHONY: all venv run test test-py test-upy lint bench flash console install-pi uninstall-pi clean
+.PHONY: all venv run test test-py test-upy lint bench soak flash console install-pi uninstall-pi clean
 
 all: test
 
@@ -53,6 +53,12 @@ test-upy: $(STAMP)
 	$(PY) -m host_tools.upy_test --micropython $(UPY) --heap $(UPY_HEAP)
 
 test: lint test-py test-upy
+
+# The reliability battery's long modes (docs/reliability.md): 200 SIGKILLs of the whole
+# gateway, 150 littlefs power cuts, the link-fault round 4 times.
+soak: $(STAMP)
+	DIALGATE_SOAK=1 $(PY) -m pytest -q -s tests/host/test_reliability_crash.py tests/host/test_reliability_link.py tests/host/test_reliability_full.py
+	DIALGATE_SOAK=1 $(PY) -m host_tools.upy_test --micropython $(UPY) --heap $(UPY_HEAP) test_reliability_lfs
 
 bench: $(STAMP)
 	$(PY) -m host_tools.bench

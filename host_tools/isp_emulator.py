@@ -17,6 +17,14 @@
   connection, the ISP now the SMTP client.
 * Every accepted message is stored byte for byte as received (after dot
   un-stuffing) with its envelope in a `.env` JSON file beside it.
+* `--reject ADDR` refuses that recipient at RCPT with 550 5.1.1 (so the gateway
+  bounces it). `XFAULT NAME` (a test's hook, on any connection) arms one fault
+  for the next time its moment comes; when it fires, DIR/fault.hit names it, so a
+  test can drop the modem's carrier right then (tests/host/test_reliability_link.py):
+  `stall-data` (stop answering a few lines into a message's DATA), `stall-dot`
+  (store the message after its final dot, never answer), `close-dot` (store it,
+  send half of the 250 and close), `stall-etrn` (never answer ETRN),
+  `stall-inbound` (stop half-way through a held message's DATA to the office).
 
 A real Postfix plays this part in the end-to-end tests; this one needs no root.
 """
@@ -35,6 +43,7 @@ import time
 from pathlib import Path
 
 MAX_LINE = 1000
+FAULTS = ("stall-data", "stall-dot", "close-dot", "stall-etrn", "stall-inbound")
 
 
 class Store:
@@ -82,6 +91,11 @@ class IspSession:
     async def reply(self, text: str) -> None:
         self.w.write(text.encode() + b"\r\n")
         await self.w.drain()
+
+    async def stall(self) -> bool:
+        """Never answer again: read (and drop) until the peer or the line goes away."""
+        await _drain_until_eof(self.r)
+        return False
 
     async def readline(self) -> bytes:
         line = await self.r.readuntil(b"\n")
@@ -159,14 +173,16 @@ class IspSession:
             await self.reply("501 5.5.4 syntax: RCPT TO:<address>")
         elif not self.isp.is_office(a) and self.user is None and self.peer not in self.isp.relay_from:
             await self.reply("554 5.7.1 relaying denied")
+        elif a.lower() in self.isp.reject:
+            await self.reply(f"550 5.1.1 <{a}>: Recipient address rejected: User unknown")
         else:
             self.rcpts.append(a)
             await self.reply("250 2.1.5 ok")
 
-    async def do_DATA(self, arg: str) -> None:
+    async def do_DATA(self, arg: str) -> bool | None:
         if not self.rcpts:
             await self.reply("503 5.5.1 RCPT first")
-            return
+            return None
         await self.reply("354 end with <CRLF>.<CRLF>")
         parts = []
         while True:
@@ -174,6 +190,8 @@ class IspSession:
             if line == b".\r\n":
                 break
             parts.append(line[1:] if line.startswith(b".") else line)
+            if len(parts) == 3 and self.isp.fire("stall-data"):
+                return await self.stall()
         body = b"".join(parts)
         office = [r for r in self.rcpts if self.isp.is_office(r)]
         other = [r for r in self.rcpts if not self.isp.is_office(r)]
@@ -182,19 +200,29 @@ class IspSession:
         if other:
             self.isp.store.put("internet", self.sender or "", other, body)
         self.reset()
+        if self.isp.fire("stall-dot"):
+            return await self.stall()  # committed: the 250 never comes
+        if self.isp.fire("close-dot"):
+            self.w.write(b"250 2.0")  # committed: half the reply, then the connection goes
+            await self.w.drain()
+            return False
         await self.reply("250 2.0.0 queued")
+        return None
 
-    async def do_ETRN(self, arg: str) -> None:
+    async def do_ETRN(self, arg: str) -> bool | None:
         # RFC 1985 §5: 250 queuing started / 251 no messages / 458 unable / 459 not allowed for that node.
         node = arg.lstrip("@#").lower()
+        if self.isp.fire("stall-etrn"):
+            return await self.stall()
         if node != self.isp.office_domain:
             await self.reply(f"459 4.7.1 {arg}: not a domain held here")
-            return
+            return None
         if not self.isp.store.held():
             await self.reply("251 2.0.0 no messages waiting")
-            return
+            return None
         self.isp.kick()
         await self.reply(f"250 2.0.0 queuing for node {node} started")
+        return None
 
     async def do_RSET(self, arg: str) -> None:
         self.reset()
@@ -203,9 +231,27 @@ class IspSession:
     async def do_NOOP(self, arg: str) -> None:
         await self.reply("250 2.0.0 ok")
 
+    async def do_XFAULT(self, arg: str) -> None:
+        name = arg.strip().lower()
+        if name not in FAULTS:
+            await self.reply("501 5.5.4 faults: " + " ".join(FAULTS))
+            return
+        self.isp.faults.add(name)
+        self.isp.hit_path.unlink(missing_ok=True)
+        await self.reply(f"250 2.0.0 armed {name}")
+
     async def do_QUIT(self, arg: str) -> bool:
         await self.reply("221 2.0.0 bye")
         return False
+
+
+async def _drain_until_eof(r: asyncio.StreamReader, seconds: float = 120) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            while await r.read(4096):
+                pass
+    except (TimeoutError, OSError):
+        pass
 
 
 class OdmrSession(IspSession):
@@ -294,13 +340,16 @@ class OdmrSession(IspSession):
 
 class Isp:
     def __init__(self, name: str, office_domain: str, office_smtp: tuple[str, int], root: Path,
-                 users: dict[str, str], relay_from: tuple[str, ...] = ()) -> None:
+                 users: dict[str, str], relay_from: tuple[str, ...] = (), reject: tuple[str, ...] = ()) -> None:
         self.name = name
         self.office_domain = office_domain.lower()
         self.office_smtp = office_smtp
         self.store = Store(root)
         self.users = users
         self.relay_from = relay_from
+        self.reject = {a.lower() for a in reject}
+        self.faults: set[str] = set()  # armed by XFAULT, each fires once
+        self.hit_path = root / "fault.hit"
         self._flush: asyncio.Task | None = None
         self.log = print
         self.odmr_tls = None  # ssl.SSLContext: STARTTLS on the ODMR service
@@ -308,6 +357,15 @@ class Isp:
         self.odmr_stall = 0.0
         self.odmr_drop_after = -1
         self.atrn_seen: list[str] = []
+
+    def fire(self, name: str) -> bool:
+        """True (once) if fault `name` is armed: DIR/fault.hit then names it."""
+        if name not in self.faults:
+            return False
+        self.faults.discard(name)
+        self.hit_path.write_text(name + "\n")
+        self.log(f"isp: fault {name} fired")
+        return True
 
     def is_office(self, addr: str) -> bool:
         return addr.rpartition("@")[2].lower().rstrip(".") == self.office_domain
@@ -365,8 +423,13 @@ class Isp:
                     await w.drain()
                     w.transport.abort()
                     raise ConnectionError(f"dropped in the DATA of message {sent + 1} (as asked)")
-                for line in data.splitlines(keepends=True):
+                lines = data.splitlines(keepends=True)
+                for k, line in enumerate(lines):
                     w.write(b"." + line if line.startswith(b".") else line)
+                    if k == len(lines) // 2 and self.fire("stall-inbound"):
+                        await w.drain()
+                        await _drain_until_eof(r)  # half a message sent; wait for the line to go
+                        raise ConnectionError("stalled mid-DATA (fault stall-inbound)")
                 if data and not data.endswith(b"\r\n"):
                     w.write(b"\r\n")
                 w.write(b".\r\n")
@@ -431,11 +494,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--odmr", type=_hostport, metavar="HOST:PORT",
                     help="also serve On-Demand Mail Relay (RFC 2645: AUTH CRAM-MD5, ATRN) here")
     ap.add_argument("--odmr-cert", nargs=2, metavar=("CERT", "KEY"), help="offer STARTTLS on the ODMR service")
+    ap.add_argument("--reject", action="append", default=[], metavar="ADDR",
+                    help="refuse this recipient at RCPT with 550 5.1.1 (repeatable)")
     ap.add_argument("--demo", type=int, default=0, metavar="N",
                     help="start with N demo messages held for postmaster@ and the office's users (if none are held)")
     a = ap.parse_args(argv)
     users = dict(u.split(":", 1) for u in a.user) or {"office": "office-secret"}
-    isp = Isp(a.name, a.office_domain, a.office_smtp, a.dir, users, tuple(a.relay_from))
+    isp = Isp(a.name, a.office_domain, a.office_smtp, a.dir, users, tuple(a.relay_from), tuple(a.reject))
     if a.demo and not isp.store.held():
         hold_demo(isp, a.demo)
 

@@ -11,6 +11,10 @@ each, on the control port (default: serial port + 1):
     DTE -> modem:  DTR 0|1, RTS 0|1, SCENARIO SPEC, DROP, STATUS
     modem -> DTE:  DCD 0|1, DSR 0|1, RI 0|1, CTS 1, BYTES UP DOWN, STATUS ...
 
+STATUS also counts the DTE's DTR drops (`dtr_drops`: "DTR 0" lines received,
+`dtr_hangups`: those that ended a call or a dial under &D2/&D3), so a test can
+check that the gateway hung up by dropping DTR (tests/host/test_reliability_link.py).
+
 The modem answers AT commands (V.250): echo (E), result forms (V0/V1, Q, X),
 S-registers (S7 carrier wait, S8 comma pause, S12 escape guard time), &C1/&D0-3,
 &F, Z, H, O, I, D (T/P/W/,/;/@), +CGDCONT, and `+++` with guard time. While a
@@ -112,6 +116,8 @@ class Modem:
         self.rate_text = ""
         self.call_bytes = 0
         self.calls = 0
+        self.dtr_drops = 0  # "DTR 0" lines from control clients
+        self.dtr_hangups = 0  # DTR drops that ended a call or a dial (&D2/&D3)
         self.factory()
 
     # ---- settings ---------------------------------------------------------
@@ -201,6 +207,7 @@ class Modem:
             self.result("OK")
             return
         if self.state != "command":
+            self.dtr_hangups += 1
             asyncio.ensure_future(self.hangup("NO CARRIER"))
         if self.amp_d == 3:
             self.factory()
@@ -517,6 +524,8 @@ class Modem:
         word = word.upper()
         if word == "DTR":
             on = arg.strip() == "1"
+            if not on:
+                self.dtr_drops += 1
             self.controls[w] = on
             if self.deaf and not on:
                 self.stuck_armed = True
@@ -537,7 +546,8 @@ class Modem:
             await self.hangup("NO CARRIER")
         elif word == "STATUS":
             w.write((f"STATUS {self.state} dtr={int(self.dtr)} calls={self.calls} dials={self.dials} "
-                     f"up={self.line.up.bytes} down={self.line.down.bytes}\n").encode())
+                     f"up={self.line.up.bytes} down={self.line.down.bytes} dtr_drops={self.dtr_drops} "
+                     f"dtr_hangups={self.dtr_hangups}\n").encode())
 
 
 async def serve(st: Settings, serial: tuple[str, int], control: tuple[str, int], forwards: list[Forward]) -> None:

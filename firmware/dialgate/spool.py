@@ -114,6 +114,7 @@ class Spool:
         self.links = compat.HAS_LINK if links is None else links
         self.flash = Flash()
         self.boot = ""
+        self._boot_text = ""  # this boot's counter, while it is not on flash yet
         self._seq = 0
         self._deferred = False
         self.maildrops = Maildrops(self)
@@ -161,13 +162,13 @@ class Spool:
         """
         for d in ("tmp", "new", "body", "queue", "mail", "locks"):
             compat.makedirs(self.path(d))
-        self._new_boot()
         counts = {"tmp": 0, "fanout": 0, "orphans": 0, "queue": 0}
         tmp = self.path("tmp")
         for name in os.listdir(tmp):
             if not self._finish_replace(name):
                 self.flash.remove(tmp + "/" + name)
                 counts["tmp"] += 1
+        self._new_boot()  # (after tmp/ is cleaned: on a full flash that is the room it needs)
         counts["fanout"] = self._finish_fanouts()
         for name in os.listdir(self.path("body")):
             if not self._body_held(name):
@@ -236,14 +237,34 @@ class Spool:
         if not nonce:
             nonce = "".join(["%02x" % b for b in compat.urandom(4)])
         n += 1
-        self.flash.put(p, self.path("tmp", "boot"), "%s %d\n" % (nonce, n))
         self.boot = "%s-%08x" % (nonce, n)
         self._seq = 0
+        self._boot_text = "%s %d\n" % (nonce, n)
+        try:
+            self._save_boot()
+        except OSError as e:
+            # A full flash must not stop the gateway starting: POP3 has to serve
+            # (and delete) to make room. No id is handed out until the counter is
+            # on flash (new_id), so ids stay unique; the log says why once.
+            log.error("spool: cannot save the boot counter (%s): no new mail until there is room",
+                      compat.exc_text(e))
+
+    def _save_boot(self):
+        """Put this boot's counter on flash (once); raises OSError if it cannot."""
+        if self._boot_text:
+            self.flash.put(self.path("boot"), self.path("tmp", "boot"), self._boot_text)
+            self._boot_text = ""
 
     def new_id(self):
-        """A message id never used before in this spool: NONCE-BOOT-SEQ (fixed-width hex, sorts by age)."""
+        """A message id never used before in this spool: NONCE-BOOT-SEQ (fixed-width hex, sorts by age).
+        Raises SpoolFull while this boot's counter cannot be put on flash."""
         if not self.boot:
             raise OSError("spool: recover() was not called")
+        if self._boot_text:
+            try:
+                self._save_boot()
+            except OSError:
+                raise SpoolFull(_ENOSPC, "spool full (boot counter not saved)")
         self._seq += 1
         return "%s-%08x" % (self.boot, self._seq)
 

@@ -184,6 +184,46 @@ def test_ids_are_unique_across_restarts():
         fwtest.rmtree(sp.root)
 
 
+def test_a_full_flash_does_not_stop_the_spool_starting():
+    """Issue 12: recover() bumped the boot counter first, and on a flash with no
+    room at all that write raised ENOSPC: the gateway could not start, so POP3
+    could never delete anything to make room (a board would boot-loop). Now the
+    spool starts, refuses new mail (SpoolFull) until the counter is on flash,
+    and ids stay unique."""
+    sp = new_spool("spfull")
+    try:
+        first = put(sp, b"before\r\n", [local("alice")])
+        sp = Spool(sp.root, 0)
+        real_put = sp.flash.put
+        calls = []
+
+        def full(path, tmp, text):
+            calls.append(path)
+            raise OSError(28, "No space left on device")
+
+        sp.flash.put = full
+        sp.recover()  # must not raise
+        assert calls, "the boot counter was not even tried"
+        md = sp.maildrops.open("alice")  # POP3 still serves and deletes
+        assert [u for u, _ in md.messages()] == [first]
+        md.expunge([0])
+        md.close()
+        try:
+            sp.writer()
+            raise AssertionError("an id was handed out before its boot counter was on flash")
+        except SpoolFull:
+            pass
+        sp.flash.put = real_put  # room again
+        second = put(sp, b"after\r\n", [local("alice")])
+        assert second != first and second > first  # unique, and sorts after the older boot's
+        sp = Spool(sp.root, 0)
+        sp.recover()
+        third = put(sp, b"next boot\r\n", [local("alice")])
+        assert third > second
+    finally:
+        fwtest.rmtree(sp.root)
+
+
 def _fake_interrupted_fanout(sp, mid, body, users, rcpts):
     with open(sp.path("body", mid), "wb") as f:
         f.write(body)

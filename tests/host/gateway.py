@@ -85,8 +85,24 @@ class Gateway:
             cmd = [UPY, "-X", f"heapsize={heap}", str(main), "--config", str(self.config_path)]
             env = dict(os.environ)
             cwd = ROOT
+        self._cmd, self._env, self._cwd = cmd, env, cwd
         self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         wait_port(self.console_port, proc=self.proc)
+
+    def kill(self) -> None:
+        """SIGKILL: the power cut of a process (no handler runs, nothing is flushed)."""
+        self.proc.kill()
+        self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+    def restart(self, timeout: float = 15.0) -> None:
+        """Start the same gateway again (same config, ports and spool) once it has
+        stopped; returns when the console listens (spool recovery is done by then)."""
+        assert self.proc.poll() is not None, "the gateway is still running"
+        self.proc = subprocess.Popen(self._cmd, cwd=self._cwd, env=self._env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        wait_port(self.console_port, timeout, proc=self.proc)
 
     def console(self) -> ConsoleClient:
         return ConsoleClient("127.0.0.1", self.console_port)
