@@ -59,14 +59,16 @@ def what(data: bytes) -> tuple[str, list[str]]:
 class Isp:
     """host_tools/isp_emulator.py as a process: relays for 127.0.0.1, holds office.test."""
 
-    def __init__(self, workdir: Path, office_smtp: int) -> None:
+    def __init__(self, workdir: Path, office_smtp: int, odmr: bool = False) -> None:
         self.port = free_port()
+        self.odmr_port = free_port() if odmr else 0  # its ODMR service (RFC 2645), AUTH office / office-secret
         self.dir = workdir / "isp"
         self.out = open(workdir / "isp.out", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "host_tools.isp_emulator", "--listen", f"127.0.0.1:{self.port}",
              "--office-smtp", f"127.0.0.1:{office_smtp}", "--dir", str(self.dir), "--relay-from", "127.0.0.1",
-             "--reject", REJECT], cwd=ROOT, stdout=self.out, stderr=subprocess.STDOUT)
+             "--reject", REJECT] + (["--odmr", f"127.0.0.1:{self.odmr_port}", "--user", "office:office-secret"]
+                                    if odmr else []), cwd=ROOT, stdout=self.out, stderr=subprocess.STDOUT)
         wait_port(self.port, proc=self.proc)
 
     def smtp(self) -> smtplib.SMTP:
@@ -147,17 +149,23 @@ class Office:
     sits still while a test reads its spool."""
 
     def __init__(self, workdir: Path, bps: int = 200_000, scale: float = 0.01, over: dict | None = None,
-                 spool: Path | None = None, scenarios: list[str] | None = None) -> None:
+                 spool: Path | None = None, scenarios: list[str] | None = None, odmr: bool = False) -> None:
+        """`odmr`: the held mail comes by ODMR (ATRN on the gateway's own
+        connection through the line) instead of ETRN."""
         self.workdir = workdir
         self.gw_smtp = free_port()
         self.rev = free_port()
         self.fwd = free_port()
-        self.isp = Isp(workdir, self.rev)
+        self.fwd_odmr = free_port()
+        self.isp = Isp(workdir, self.rev, odmr)
         self.emu: ModemEmulator | None = None
         self.gw: Gateway | None = None
         try:
+            forward = {self.fwd: self.isp.port}
+            if odmr:
+                forward[self.fwd_odmr] = self.isp.odmr_port
             self.emu = ModemEmulator(scenarios or ["answer"], bps=bps, rtt_ms=20, scale=scale,
-                                     forward={self.fwd: self.isp.port}, reverse={self.rev: self.gw_smtp})
+                                     forward=forward, reverse={self.rev: self.gw_smtp})
             (workdir / "gw").mkdir()
             cfg = {
                 "smtp.listen": [f"127.0.0.1:{self.gw_smtp}"],
@@ -169,6 +177,10 @@ class Office:
                 "session.etrn": ["office.test"], "session.idle_hangup": 5, "session.min_online": 0,
                 "session.retry_delay": 600, "schedule.min_gap": 0,
             }
+            if odmr:
+                cfg.update({"session.etrn": [], "isp.odmr.host": "127.0.0.1", "isp.odmr.port": self.isp.odmr_port,
+                            "isp.odmr.user": "office", "isp.odmr.password": "office-secret",
+                            "isp.odmr.domains": ["office.test"], "link.odmr": f"127.0.0.1:{self.fwd_odmr}"})
             if spool is not None:
                 cfg["spool.path"] = str(spool)
             cfg.update(over or {})

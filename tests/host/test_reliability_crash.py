@@ -3,9 +3,10 @@
 While LAN clients submit mail (local, remote, fan-out to both, and to a
 recipient the ISP refuses), the ISP holds inbound mail for office.test, a POP3
 client retrieves and deletes, and dial sessions run one after another (queue
-run, ETRN, the ISP's flush back over the modem line, linger), the gateway
-process is SIGKILLed at random moments: 20 times (`make test`), 200 with
-DIALGATE_SOAK=1 (`make soak`). After each restart (recovery done), with the
+run, ETRN, the ISP's flush back over the modem line, linger; or, in the odmr
+run, ATRN on the gateway's own connection and the ISP delivering into it),
+the gateway process is SIGKILLed at random moments: 20 times (`make test`: 10
+with ETRN, 10 with ODMR), 200 with DIALGATE_SOAK=1 (`make soak`: 100 each). After each restart (recovery done), with the
 load paused: every message that got 250 has a copy in a maildrop, the queue,
 the ISP (held or delivered), a POP3 client, or a DSN to its sender; nothing a
 POP3 client did not QUIT after deleting is gone; tmp/ and new/ are empty.
@@ -22,6 +23,7 @@ import random
 import threading
 import time
 
+import pytest
 from office_rig import REJECT, SOAK, USERS, Ledger, Office, Pop3Ledger, account
 
 
@@ -109,10 +111,11 @@ class Load:
             th.join(10)
 
 
-def test_sigkill_the_whole_gateway_under_load(tmp_path):
-    kills = 200 if SOAK else 20
-    rng = random.Random(12)
-    office = Office(tmp_path, bps=1_000_000)
+@pytest.mark.parametrize("ask", ["etrn", "odmr"])
+def test_sigkill_the_whole_gateway_under_load(tmp_path, ask):
+    kills = 100 if SOAK else 10
+    rng = random.Random(12 if ask == "etrn" else 13)
+    office = Office(tmp_path, bps=1_000_000, odmr=ask == "odmr")
     ledger, pop3 = Ledger(), Pop3Ledger()
     load = Load(office, ledger, pop3, 99)
     t0 = time.monotonic()
@@ -151,7 +154,7 @@ def test_sigkill_the_whole_gateway_under_load(tmp_path):
         load.close()
         office.close()
     acked = sum(1 for v in ledger.acked.values() if v)
-    print(f"\n# whole-gateway SIGKILL: {kills} kills in {time.monotonic() - t0:.0f}s (modem state at the kill: "
+    print(f"\n# whole-gateway SIGKILL ({ask}): {kills} kills in {time.monotonic() - t0:.0f}s (modem state at the kill: "
           f"{phases}); {len(ledger.dests)} messages sent, {acked} got 250, {len(ledger.dests) - acked} cut before "
           f"the 250 ({t.unacked_present} of those delivered anyway); recovery removed {recovered['tmp']} tmp "
           f"files, finished {recovered['fanout']} fan-outs, freed {recovered['orphans']} bodies; "
