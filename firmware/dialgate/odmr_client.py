@@ -219,8 +219,11 @@ class OdmrClient(Session):
         self.timeout_ms = Session.timeout_ms
         if code == 250:
             # RFC 2645 §4: roles reverse; we are now the SMTP server and greet first.
+            make = self.make_server
+            if make is None:  # nobody to take the mail: do not reverse half-way
+                return self._end(LATER, 0, b"no SMTP server session to reverse into", False)
             self.result = (REVERSED, code, text)
-            self.server = self.make_server(self.peer, self.tls_active)
+            self.server = make(self.peer, self.tls_active)
             self.handover = ("smtp", self.server)
             return None
         if code == 453:
