@@ -86,8 +86,22 @@ class Gateway:
             env = dict(os.environ)
             cwd = ROOT
         self._cmd, self._env, self._cwd = cmd, env, cwd
-        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        wait_port(self.console_port, proc=self.proc)
+        for attempt in range(3):
+            self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                         text=True)
+            try:
+                wait_port(self.console_port, proc=self.proc)
+                return
+            except RuntimeError as e:
+                # free_port() closes its socket before the gateway binds: on a busy
+                # machine another test can take the port in between. Pick others.
+                if "address already in use" not in str(e) or attempt == 2:
+                    raise
+            for key, attr in (("smtp", "smtp_port"), ("pop3", "pop3_port"), ("console", "console_port")):
+                if cfg[key]["listen"] == [f"127.0.0.1:{getattr(self, attr)}"]:
+                    setattr(self, attr, free_port())
+                    cfg[key]["listen"] = [f"127.0.0.1:{getattr(self, attr)}"]
+            self.config_path.write_text(json.dumps(cfg))
 
     def kill(self) -> None:
         """SIGKILL: the power cut of a process (no handler runs, nothing is flushed)."""
