@@ -92,8 +92,7 @@ async def pop3(gw):
         journal = UidlJournal(sp.path("pop3.uidl"), sp.path("pop3.uidl.tmp"), sp.flash, limits.POP3_JOURNAL_ENTRIES)
         col = Collection(cfg, sp, gw.router, journal, where, cfg["isp.pop3.host"])
         c = Pop3Client(cfg["isp.pop3.user"], cfg["isp.pop3.password"], col, pol, gw.relay.tls_context,
-                       cfg["isp.pop3.plaintext"], (host, port))
-        c.scratch = bytearray(cfg["board.buffer"])
+                       cfg["isp.pop3.plaintext"], (host, port), bytearray(cfg["board.buffer"]))
         ctx = gw.relay.tls_context() if pol == "implicit" else None
         await connect(gw.net, "multidrop", host, port, c, cfg["relay.tls_name"] or cfg["isp.pop3.host"], ctx)
     except (OSError, ValueError) as e:

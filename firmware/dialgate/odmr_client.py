@@ -105,7 +105,7 @@ class OdmrClient(Session):
 
     def on_overflow(self):
         self._end(LATER, 0, b"reply line too long", False)
-        return None
+        return b""  # the Framer writes what this returns (None would break the write)
 
     def on_timeout(self):
         if self.result is None:
@@ -219,8 +219,11 @@ class OdmrClient(Session):
         self.timeout_ms = Session.timeout_ms
         if code == 250:
             # RFC 2645 §4: roles reverse; we are now the SMTP server and greet first.
+            make = self.make_server
+            if make is None:  # nobody to take the mail: say so rather than crash
+                return self._end(LATER, code, b"no SMTP server session to reverse into", False)
             self.result = (REVERSED, code, text)
-            self.server = self.make_server(self.peer, self.tls_active)
+            self.server = make(self.peer, self.tls_active)
             self.handover = ("smtp", self.server)
             return None
         if code == 453:

@@ -58,13 +58,15 @@ class Pop3Client(Session):
     from the first octet: net_out.connect got the context) or "none";
     `tls_context()` makes the context for STLS. `plaintext`: may a password go
     in clear without TLS (AUTH PLAIN, USER/PASS)? `box`: the collection.
+    `scratch`: a bytearray for the RETR dot-decoder to scan in.
     `result` = (DONE | LATER | CONFIG, text (bytes), key to check or "").
     """
 
     max_line = limits.POP3_REPLY_LINE
     timeout_ms = limits.POP3_CLIENT_TIMEOUT_MS
 
-    def __init__(self, user, password, box, tls="stls", tls_context=None, plaintext=False, peer=("", 0)):
+    def __init__(self, user, password, box, tls="stls", tls_context=None, plaintext=False, peer=("", 0),
+                 scratch=None):
         Session.__init__(self, peer)
         self.user = user
         self.password = password
@@ -85,7 +87,8 @@ class Pop3Client(Session):
         self.reply = None
         self.result = None
         self.quit_sent = False
-        self.scratch = None  # the dot-decoder's scan buffer (board.buffer octets), set by the caller
+        # the dot-decoder's scan buffer (board.buffer octets; its content never outlives one read)
+        self.scratch = scratch if scratch is not None else bytearray(512)
 
     # ---- proto.Session ------------------------------------------------------
 

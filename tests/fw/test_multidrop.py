@@ -61,8 +61,7 @@ class Office:
 
     def call(self, server, piece=1000, eof=False):
         col = Collection(self.cfg, self.spool, self.router, self.journal(), "office@pop.isp.test:110", "pop.isp.test")
-        c = P.Pop3Client("office", "secret", col, "none", None, True, ("127.0.0.1", 110))
-        c.scratch = SCRATCH
+        c = P.Pop3Client("office", "secret", col, "none", None, True, ("127.0.0.1", 110), SCRATCH)
         out, _ = fwtest.drive_net(c, server, piece, 1024, BUF)
         if eof:
             c.on_eof()

@@ -36,7 +36,7 @@ def _feed(fr, data, sink):
 
 
 def _run():
-    from dialgate import mailbox  # what Spool() builds, loaded while the heap is in one piece
+    from dialgate import mailbox  # noqa: F401  (what Spool() builds, loaded while the heap is in one piece)
     from dialgate.multidrop import Collection
     from dialgate.pop3_client import DONE, Pop3Client
     from dialgate.pop3_journal import UidlJournal
@@ -49,8 +49,7 @@ def _run():
         sp.recover()
         j = UidlJournal(sp.path("pop3.uidl"), sp.path("pop3.uidl.tmp"), sp.flash, 100)
         col = Collection(CFG, sp, AliceRouter(), j, "office@pop.isp.test:110", "pop.isp.test")
-        c = Pop3Client("office", "secret", col, "none", None, True, ("127.0.0.1", 110))
-        c.scratch = SCRATCH
+        c = Pop3Client("office", "secret", col, "none", None, True, ("127.0.0.1", 110), SCRATCH)
         fr = Framer(c, 1024, BUF)
         sent = [0]
 

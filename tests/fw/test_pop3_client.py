@@ -81,8 +81,7 @@ class Box:
 
 
 def client(tls="none", plaintext=False, box=None, ctx=None):
-    c = P.Pop3Client("mrose", "tanstaaf", box or Box(), tls, ctx, plaintext, ("192.0.2.10", 110))
-    c.scratch = SCRATCH
+    c = P.Pop3Client("mrose", "tanstaaf", box or Box(), tls, ctx, plaintext, ("192.0.2.10", 110), SCRATCH)
     return c
 
 

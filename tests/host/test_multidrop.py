@@ -23,7 +23,7 @@ import ssl
 import threading
 import time
 
-from gateway import Gateway, free_port
+from gateway import Gateway
 from host_tools import isp_dovecot, isp_postfix
 from host_tools.isp_dovecot import IspDovecot
 from host_tools.isp_postfix import IspPostfix
@@ -210,7 +210,7 @@ def call(gw: Gateway, n: int) -> dict:
         if len(c) >= n:
             return c[n - 1]
         time.sleep(0.25)
-    raise AssertionError("call %d did not end\n%s" % (n, "\n".join(gw.command("log 60")[1])))
+    raise AssertionError(f"call {n} did not end\n{log(gw)}")
 
 
 def log(gw: Gateway) -> str:
@@ -286,9 +286,9 @@ def test_calls_cut_after_a_retr_and_between_commit_and_dele_deliver_each_message
         assert c3["ok"] == "1" and c3["ask"] == "POP3 10", (c3, log(gw))
         assert isp.pop.messages() == []
         check_sorted(gw)
-        log = isp.pop.log_text()
-        assert "method=APOP" in log
-        retr = [int(x.split("retr=")[1].split("/")[0]) for x in log.splitlines() if "retr=" in x]
+        served = isp.pop.log_text()
+        assert "method=APOP" in served
+        retr = [int(x.split("retr=")[1].split("/")[0]) for x in served.splitlines() if "retr=" in x]
         print(f"\nmultidrop, cut twice: calls {c1['ask']!r}, {c2['ask']!r}, {c3['ask']!r}; RETRs the ISP served "
               f"per session {retr} (the cut ones count the one in flight)")
         # Nothing fetched twice but the two in flight at the cuts: the 11th, cut in the middle,
