@@ -11,7 +11,10 @@ Everything lives under one directory: `postfix -c ETC` with its own main.cf and
 master.cf (no chroot), queue and data directories, a Cyrus SASL sasldb with the
 users given, and a certificate made by openssl. `stop()` stops the master.
 
-Mail for `mailbox_domains` is delivered by virtual(8) into maildirs. Mail for
+Mail for `mailbox_domains` is delivered by virtual(8) into maildirs (a domain's
+unlisted addresses into one catch-all maildir, DOMAIN/other/: with
+`original_recipient=True` each copy carries `X-Original-To:`, the multidrop
+case that host_tools/isp_dovecot.py serves by POP3). Mail for
 `hold_domains` is the ETRN case (RFC 1985, Postfix ETRN_README): relayed to
 `hold_nexthop` by the `hold` transport, which `defer_transports` keeps deferred
 until someone says `ETRN domain` (`fast_flush_domains`) or calls `flush()`.
@@ -100,7 +103,7 @@ class IspPostfix:
                  mailbox_domains: tuple[str, ...] = ("example.com", "example.net", "isp.test"),
                  mailboxes: tuple[str, ...] = (), reject: dict[str, str] | None = None,
                  hold_domains: tuple[str, ...] = (), hold_nexthop: str = "127.0.0.1:2525",
-                 message_size_limit: int = 10_240_000):
+                 message_size_limit: int = 10_240_000, original_recipient: bool = False):
         # Postfix's daemons run as `postfix` and must reach every path: a pytest
         # tmp_path (mode 0700 under /tmp/pytest-of-root) will not do.
         self.own_root = root is None
@@ -120,6 +123,9 @@ class IspPostfix:
         self.hold_domains = hold_domains
         self.hold_nexthop = hold_nexthop
         self.size_limit = message_size_limit
+        # X-Original-To on delivered mail (what a multidrop collector sorts by); off
+        # by default so the ETRN tests see only the trace and the original message
+        self.original_recipient = original_recipient
         self.ports = {"smtp": free_port(), "submission": free_port(), "smtps": free_port()}
         self.started = False
 
@@ -143,7 +149,7 @@ class IspPostfix:
             "inet_protocols = ipv4",
             "mynetworks = 192.0.2.1/32",  # nobody: relaying needs AUTH
             "smtpd_banner = $myhostname ESMTP",
-            "enable_original_recipient = no",  # no X-Original-To: delivered = trace + original
+            f"enable_original_recipient = {'yes' if self.original_recipient else 'no'}",  # X-Original-To
             "local_header_rewrite_clients =",  # never touch the relayed header
             "biff = no",
             "alias_maps =",

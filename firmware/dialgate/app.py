@@ -37,7 +37,8 @@ RELEASE = {
     # one queue run's code (relay.Relay imports it per run; no gateway attribute)
     "relay_run": ("relay_run", "smtp_client", "bounce", "envelope", "compat_relay", "mxlookup"),
     # one call's phase machine and the cost log (gw.costlog), between calls
-    "call": ("session_call", "session", "costlog", "inbound", "odmr_client"),
+    "call": ("session_call", "session", "costlog", "inbound", "odmr_client", "pop3_client", "multidrop",
+             "header_scan", "pop3_journal"),
 }
 
 

@@ -177,6 +177,8 @@ def _cross_check(cfg):
         for d in v["isp.odmr.domains"]:
             if not isinstance(d, str) or not d or "," in d or " " in d or "@" in d:
                 raise ConfigError("isp.odmr.domains", "bad domain %s" % json.dumps(d))
+    if v["isp.pop3.host"]:
+        _check_pop3(v)
     if v["session.etrn"] and not v["relay.smarthost"]:
         raise ConfigError("session.etrn", "needs relay.smarthost (ETRN is sent to the ISP's server)")
     check_console_password(v["console.password"])
@@ -190,6 +192,22 @@ def _cross_check(cfg):
         from .scheduler import parse_plan
 
         parse_plan(cfg)
+
+
+def _check_pop3(v):
+    """POP3 multidrop (docs/inbound.md): a login, a port, a default maildrop."""
+    from .mailbox import valid_user
+
+    if not v["isp.pop3.user"]:
+        raise ConfigError("isp.pop3.user", "POP3 multidrop needs the ISP mailbox's user name and password")
+    if v["isp.pop3.port"] > 65535:
+        raise ConfigError("isp.pop3.port", "expected 1-65535 (or 0: 110, 995 with isp.pop3.tls implicit)")
+    if not valid_user(v["isp.pop3.default_user"]):
+        raise ConfigError("isp.pop3.default_user", "expected a user or alias name (a-z 0-9 . _ -), got %s"
+                          % json.dumps(v["isp.pop3.default_user"]))
+    if v["isp.pop3.keep_days"] and not v["isp.pop3.leave_on_server"]:
+        raise ConfigError("isp.pop3.keep_days", "only with isp.pop3.leave_on_server (otherwise mail is deleted "
+                          "at the ISP as soon as it is collected)")
 
 
 def _loopback(host):

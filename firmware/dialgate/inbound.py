@@ -1,21 +1,25 @@
 """The ask phase's other ways to fetch the office's held mail (docs/inbound.md):
-On-Demand Mail Relay (RFC 2645, `odmr_client`) and, with issue 14's second
-half, POP3 multidrop collection. The dial session (session_call) calls
-`collect()` once a call, after the queue and the ETRN; the mail comes in
-through the same SMTP server core, spool and delivery as LAN mail.
-Loaded for a call that asks this way and unloaded with the call's code.
+On-Demand Mail Relay (RFC 2645, `odmr_client`: the mail comes in through the
+same SMTP server core as LAN mail) and POP3 multidrop collection
+(`pop3_client` driving a `multidrop.Collection`: one ISP mailbox sorted into
+the office's maildrops by an envelope header, UIDLs journaled before DELE).
+The dial session (session_call) calls `collect()` once a call, after the
+queue and the ETRN. Loaded for a call that asks this way and unloaded with
+the call's code.
 """
 
 from . import compat, log
 
 
 async def collect(gw, ways):
-    """Ask each way in `ways` ("odmr") in turn. Returns [(word, how, code, text)]
-    for DialSession.collected()."""
+    """Ask each way in `ways` ("odmr", "pop3") in turn. Returns [(word, how,
+    code, text)] for DialSession.collected()."""
     out = []
     for w in ways:
         if w == "odmr":
             out.append(await odmr(gw))
+        elif w == "pop3":
+            out.append(await pop3(gw))
     return out
 
 
@@ -61,3 +65,59 @@ async def odmr(gw):
     else:
         log.info("odmr %s:%d: ATRN %d (%s), %d message(s) received", host, port, code, how, got)
     return ("ATRN", how, code, text)
+
+
+async def pop3(gw):
+    """One POP3 connection to the ISP mailbox (isp.pop3.*): log in, list, fetch,
+    sort and commit each message, journal its UIDL, DELE it, QUIT. Returns
+    ("POP3", how, messages collected, "N left" or why it failed)."""
+    from . import limits
+    from .multidrop import Collection
+    from .net_out import connect
+    from .pop3_client import CONFIG, DONE, LATER, Pop3Client
+    from .pop3_journal import UidlJournal
+
+    cfg = gw.cfg
+    host = cfg["isp.pop3.host"]
+    pol = cfg["isp.pop3.tls"]
+    port = cfg["isp.pop3.port"] or (995 if pol == "implicit" else 110)
+    addr = getattr(gw.link, "pop3_addr", None)  # the emulated link's forwarded port
+    if addr is not None:
+        host, port = addr
+    where = "%s@%s:%d" % (cfg["isp.pop3.user"], host, port)
+    sp = gw.spool
+    col = None
+    c = None
+    try:
+        journal = UidlJournal(sp.path("pop3.uidl"), sp.path("pop3.uidl.tmp"), sp.flash, limits.POP3_JOURNAL_ENTRIES)
+        col = Collection(cfg, sp, gw.router, journal, where, cfg["isp.pop3.host"])
+        c = Pop3Client(cfg["isp.pop3.user"], cfg["isp.pop3.password"], col, pol, gw.relay.tls_context,
+                       cfg["isp.pop3.plaintext"], (host, port), bytearray(cfg["board.buffer"]))
+        ctx = gw.relay.tls_context() if pol == "implicit" else None
+        await connect(gw.net, "multidrop", host, port, c, cfg["relay.tls_name"] or cfg["isp.pop3.host"], ctx)
+    except (OSError, ValueError) as e:
+        if c is None:  # the journal could not be opened (flash)
+            log.error("multidrop %s: %s", where, compat.exc_text(e))
+            return ("POP3", LATER, 0, compat.exc_text(e))
+        if c.result is None:
+            t = compat.exc_text(e)
+            key = "relay.ca_file/relay.tls_name" if "SSL" in t or "TLS" in t else (
+                "" if c.greeted else "isp.pop3.host/port")
+            c.result = (LATER, t.encode(), key)
+    how, text, key = c.result or (LATER, b"no reply", "")
+    text = text.decode("utf-8", "replace")
+    if how == DONE and col.stop:
+        how, text = LATER, col.stop  # stopped early (flash, journal): the next call goes on
+    got = col.collected
+    left = col.left()
+    if how == CONFIG:
+        log.error("multidrop %s: %s: check %s", where, text, key or "isp.pop3")
+    elif how == LATER:
+        log.warn("multidrop %s: %s; %d collected, %d left%s", where, text, got, left,
+                 (" (check " + key + ")") if key else "")
+    else:
+        log.info("multidrop %s: %d collected, %d deleted, %d left (%d too large)", where, got, col.dels, left,
+                 col.too_large)
+        text = ("%d left" % left) if left else ""
+    return ("POP3", how, got, text)
+

@@ -76,3 +76,20 @@ AUTH_TRACKED = const(32)
 # Total sessions across all listeners (config net.max_connections); the
 # listener answers over-cap connections with 421 (RFC 5321 §3.8) and closes.
 CONNECTIONS = const(8)
+
+# ---- POP3 client (multidrop collection from the ISP's mailbox) -----------------
+
+# RFC 2449 §4: a response's first line is at most 512 octets including CRLF
+# (CAPA, UIDL and LIST lines are far shorter).
+POP3_REPLY_LINE = const(512)
+# Not in an RFC (RFC 1939 leaves a client's patience open): how long the
+# collector waits for the ISP's next octet before the call counts as failed.
+POP3_CLIENT_TIMEOUT_MS = const(180000)
+# Messages of the ISP mailbox one call looks at: their UIDLs, numbers, sizes and
+# flags are held in RAM (~35 octets each with a 16-octet UIDL); the rest wait
+# for the next call.
+POP3_LISTED = const(1000)
+# Lines in the UIDL journal (SPOOL/pop3.uidl, ~30 octets each): when it is full
+# (messages left on the server, isp.pop3.leave_on_server) nothing more is
+# collected until entries age out (isp.pop3.keep_days).
+POP3_JOURNAL_ENTRIES = const(2000)

@@ -105,7 +105,7 @@ class OdmrClient(Session):
 
     def on_overflow(self):
         self._end(LATER, 0, b"reply line too long", False)
-        return None
+        return b""  # the Framer writes what this returns (None would break the write)
 
     def on_timeout(self):
         if self.result is None:

@@ -35,7 +35,8 @@ class DialSession:
     hanging up), `session.min_online` (seconds the ISP's flush gets to start after
     the ask), `session.max_online` (the one deadline for the whole call),
     `session.etrn` (domains to ask for by ETRN) and the other two ways of
-    asking (`collect`: "odmr" when isp.odmr.host is set), run once a call
+    asking (`collect`: "odmr" when isp.odmr.host is set, "pop3" when
+    isp.pop3.host is), run once a call
     after the queue and the ETRN (docs/inbound.md).
     `record` is the cost record (costlog) once hung_up() returned DONE.
     """
@@ -46,6 +47,8 @@ class DialSession:
         self.max_ms = cfg["session.max_online"] * 1000
         self.etrn = list(cfg["session.etrn"])
         self.collect = ["odmr"] if cfg["isp.odmr.host"] else []
+        if cfg["isp.pop3.host"]:
+            self.collect.append("pop3")
         self.n = n
         self.phase = DIALLING
         self.t0 = now
@@ -149,18 +152,26 @@ class DialSession:
 
     def collected(self, results, now):
         """The collect actions are done: `results` [(word, how, code, text)], one
-        per way asked ("ATRN", odmr_client's REVERSED / NO_MAIL / LATER / CONFIG,
-        its reply code and text). "retry" and "refused" fail the call (the
-        scheduler's redial tries again; the record and the log say why)."""
+        per way asked: ("ATRN", odmr_client's REVERSED / NO_MAIL / LATER /
+        CONFIG, its reply code, its text) or ("POP3", pop3_client's DONE /
+        LATER / CONFIG, messages collected, "N left" or why it failed).
+        "retry" and "refused" fail the call (the scheduler's redial tries
+        again; the record and the log say why). The record's `ask` gets e.g.
+        `ATRN 250` or `POP3 12 (3 left)`."""
         self.collect = []
         self.collected_any = True
         if self.phase == HANGING_UP or self.phase == ENDED:
             return None
         parts = [self.record["ask"]] if self.record["ask"] else []
         for word, how, code, text in results:
-            parts.append("%s %s%s" % (word, code or "-", "" if how in ("reversed", "no mail") else " (" + how + ")"))
-            if how not in ("reversed", "no mail"):
-                self._fail("%s %s: %s" % (word, code or "-", text))
+            ok = how in ("reversed", "no mail", "collected")
+            n = str(code) if code or how == "collected" or word == "POP3" else "-"
+            if how == "collected":
+                parts.append("%s %s%s" % (word, n, (" (" + text + ")") if text else ""))
+            else:
+                parts.append("%s %s%s" % (word, n, "" if ok else " (" + how + ")"))
+            if not ok:
+                self._fail("%s %s: %s" % (word, n, text))
         self.record["ask"] = "; ".join(parts)
         return self._linger(now)
 

@@ -109,6 +109,18 @@ def test_etrn_needs_a_smarthost_and_sane_arguments():
     assert _err({"session": {"etrn": "office.test"}}).startswith("session.etrn: expected a list")
 
 
+def test_pop3_multidrop_keys_are_checked():
+    pop = {"host": "pop.isp.test", "user": "office"}
+    assert _err({"isp": {"pop3": {"host": "pop.isp.test"}}}).startswith("isp.pop3.user: POP3 multidrop needs")
+    assert _err({"isp": {"pop3": dict(pop, envelope="Envelope-To")}}).startswith("isp.pop3.envelope: expected one of")
+    assert _err({"isp": {"pop3": dict(pop, default_user="Office Boss")}}).startswith("isp.pop3.default_user:")
+    assert _err({"isp": {"pop3": dict(pop, keep_days=7)}}).startswith("isp.pop3.keep_days: only with")
+    assert _err({"isp": {"pop3": dict(pop, port=99999)}}).startswith("isp.pop3.port: expected 1-65535")
+    cfg = fwtest.host_config({"isp.pop3.host": "pop.isp.test", "isp.pop3.user": "office", "isp.pop3.password": "pw"})
+    assert cfg["isp.pop3.envelope"] == "X-Original-To" and cfg["isp.pop3.tls"] == "stls"
+    assert cfg["isp.pop3.default_user"] == "postmaster" and cfg.show("isp.pop3.password") != '"pw"'
+
+
 def test_old_relay_etrn_key_still_works_with_a_deprecation_line():
     cfg = fwtest.host_config({"relay.etrn": ["office.test"], "relay.smarthost": "isp.test:25"})
     assert cfg["session.etrn"] == ["office.test"]

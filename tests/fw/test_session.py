@@ -6,7 +6,7 @@ from dialgate import session as S
 from dialgate.session import COLLECT, DIAL, DONE, FLUSH, HANGUP
 
 OPTS = {"session.idle_hangup": 30, "session.min_online": 20, "session.max_online": 900,
-        "session.etrn": ["office.test"], "isp.odmr.host": ""}
+        "session.etrn": ["office.test"], "isp.odmr.host": "", "isp.pop3.host": ""}
 NOW = 1800000000
 
 
@@ -222,3 +222,22 @@ def test_carrier_lost_while_collecting_hangs_up():
     assert s.tick(t + 2000, False, t + 2000, False, True) == HANGUP
     assert s.failure == "carrier lost while collecting"
     assert s.collected([("ATRN", "retry", 0, "connection lost")], t + 3000) is None  # too late to matter
+
+
+def test_pop3_multidrop_collects_after_odmr_and_says_how_many_are_left():
+    s = new(etrn=False)
+    s.collect = ["odmr", "pop3"]  # isp.odmr.host and isp.pop3.host set
+    t = online(s)
+    assert s.flushed(0, "", [], t + 1000) == COLLECT
+    s.collected([("ATRN", "no mail", 453, "none"), ("POP3", "collected", 12, "3 left")], t + 2000)
+    assert s.ok and s.record["ask"] == "ATRN 453; POP3 12 (3 left)", s.record["ask"]
+    for how, n, text, ask in (("collected", 0, "", "POP3 0"), ("retry", 10, "connection lost", "POP3 10 (retry)"),
+                              ("refused", 0, "login refused: check isp.pop3.user/password", "POP3 0 (refused)")):
+        s = new(etrn=False)
+        s.collect = ["pop3"]
+        t = online(s)
+        s.flushed(0, "", [], t + 1000)
+        s.collected([("POP3", how, n, text)], t + 2000)
+        assert s.record["ask"] == ask and s.ok == (how == "collected"), (s.record["ask"], s.failure)
+        if how != "collected":
+            assert s.failure == "POP3 %d: %s" % (n, text)
