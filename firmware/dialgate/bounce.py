@@ -32,7 +32,11 @@ def _clean(text):
             break
     else:
         return text
-    return "".join([ch if " " <= ch <= "~" else " " for ch in text])
+    b = bytearray(text.encode())  # in place: no list of one-character strings on a board
+    for i in range(len(b)):
+        if not 32 <= b[i] <= 126:
+            b[i] = 32
+    return b.decode()
 
 
 class Notice:
