@@ -71,6 +71,19 @@ def host_config(over=None):
     return cfg
 
 
+_scratch = {}  # size -> (input buffer, output buffer), reused by every drive()
+
+
+def _buffers(size):
+    """drive()'s two buffers, allocated once per size: every_split drives a
+    session per read size, and two fresh 1 KB blocks each time fragment a 128K
+    MicroPython heap (it does not compact) until a block no longer fits."""
+    b = _scratch.get(size)
+    if b is None:
+        b = _scratch[size] = (bytearray(size), bytearray(size))
+    return b
+
+
 def drive(session, data, piece=1, size=1024):
     """Feed `data` to a proto.Session through a Framer, `piece` octets per read.
 
@@ -80,8 +93,8 @@ def drive(session, data, piece=1, size=1024):
     g = session.greeting()
     if g:
         out.append(g)
-    fr = Framer(session, size)
-    obuf = bytearray(size)
+    ibuf, obuf = _buffers(size)
+    fr = Framer(session, size, ibuf)
     i = 0
     n = len(data)
     while i < n and not session.closing:
