@@ -7,7 +7,9 @@ Default mode (structural, via `ast`):
   * every module imported at module level must import under the MicroPython
     unix port; CPython-only modules (pyserial, dnspython, ...) may be imported
     only lazily, inside functions of compat / link* / modem* modules;
-  * no `assert`, no bare `except:`, no type annotations in firmware/.
+  * no `assert`, no bare `except:`, no type annotations in firmware/;
+  * idle unloading's feature registry (`app_unload.FEATURES`) matches the
+    import graph: each feature lists exactly the modules only it reaches.
 
 `--typecheck BOARD --stubs DIR`: runs basedpyright over firmware/ against that
 board's MicroPython stubs, so a call the board does not have fails lint.
@@ -112,6 +114,83 @@ def structural(upy: str, root: Path = ROOT) -> list[str]:
     return problems
 
 
+def _dialgate_imports(node: ast.AST, mods: set[str]) -> set[str]:
+    """The firmware modules one import statement names (`from . import x`,
+    `from .x import y`, `from dialgate.x import y`)."""
+    if not isinstance(node, ast.ImportFrom):
+        return set()
+    if node.level == 1:
+        if node.module is None:
+            return {a.name for a in node.names} & mods
+        return {node.module.split(".")[0]} & mods
+    parts = (node.module or "").split(".")
+    if node.level == 0 and parts[0] == "dialgate":
+        return ({parts[1]} if len(parts) > 1 else {a.name for a in node.names}) & mods
+    return set()
+
+
+def _registry(path: Path, name: str):
+    tree = ast.parse(path.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise LookupError(f"{path.name} has no {name}")
+
+
+def feature_drift(root: Path = ROOT) -> list[str]:
+    """Check `app_unload.FEATURES` against the import graph of firmware/dialgate.
+
+    The core is what `__main__` reaches over every import (module level or in
+    a function; the console's lazy command modules from `app.LAZY_COMMANDS`)
+    without entering a feature's modules. What a feature's modules reach and
+    neither the core nor another feature does must be on its list; nothing
+    on a list may be imported at module level from outside it (the importer
+    would keep the old module while the next use loads a second copy), nor be
+    on two lists. A module two features reach stays listed by neither (dotstuff,
+    smtp_data) or by one, where the other imports it only inside a function
+    (compat_relay: a call asks it for the time), which loads it again."""
+    pkg = root / "firmware" / "dialgate"
+    mods = {p.stem for p in pkg.glob("*.py")}
+    edges = {m: set() for m in mods}
+    top = {m: set() for m in mods}  # module-level imports: a reference the importer keeps
+    for m in mods:
+        tree = ast.parse((pkg / f"{m}.py").read_text())
+        for node in ast.walk(tree):
+            edges[m] |= _dialgate_imports(node, mods)
+        for node in tree.body:
+            top[m] |= _dialgate_imports(node, mods)
+    edges["console"] |= set(_registry(pkg / "app.py", "LAZY_COMMANDS").values()) & mods
+    features = _registry(pkg / "app_unload.py", "FEATURES")
+    listed = {f: set(mods_) for f, (_attr, mods_) in features.items()}
+    everything = set().union(*listed.values())
+    problems = [f"app_unload.FEATURES[{f!r}]: no module {m}" for f in listed for m in sorted(listed[f] - mods)]
+
+    def reach(roots: set[str], stop: set[str]) -> set[str]:
+        seen: set[str] = set()
+        todo = list(roots)
+        while todo:
+            m = todo.pop()
+            if m in seen or m in stop or m not in mods:
+                continue
+            seen.add(m)
+            todo += edges[m]
+        return seen
+
+    core = reach({"__main__"}, everything)
+    reached = {f: reach(listed[f], everything - listed[f]) - core for f in listed}
+    for f in listed:
+        own = reached[f] - set().union(*(reached[g] for g in listed if g != f))
+        for m in sorted(listed[f]):
+            for g in sorted(g for g in listed if g < f and m in listed[g]):
+                problems.append(f"app_unload.FEATURES[{f!r}] lists {m}, and so does {g!r}")
+            for holder in sorted(k for k in mods if m in top[k] and k not in listed[f]):
+                problems.append(f"app_unload.FEATURES[{f!r}] lists {m}, but {holder} imports it at module "
+                                "level and stays: unloading it would load it twice")
+        for m in sorted(own - listed[f]):
+            problems.append(f"app_unload.FEATURES[{f!r}] misses {m}: only {f} imports it, so it stays after {f} goes")
+    return problems
+
+
 def typecheck(board: str, stubs: Path, root: Path = ROOT) -> int:
     exe = shutil.which("basedpyright", path=str(Path(sys.executable).parent)) or shutil.which("basedpyright")
     if not exe:
@@ -160,7 +239,7 @@ def main() -> int:
             print(f"lint: stubs for {a.typecheck} not found at {a.stubs} (make venv)", file=sys.stderr)
             return 2
         return typecheck(a.typecheck, a.stubs, a.root)
-    problems = structural(a.micropython, a.root)
+    problems = structural(a.micropython, a.root) + feature_drift(a.root)
     for p in problems:
         print(p)
     if problems:

@@ -25,23 +25,6 @@ LAZY_COMMANDS = {
 }
 
 
-# Idle unloading (`board.unload_after`, docs/architecture.md "Memory"): a
-# feature's object on the gateway and the modules only that feature imports.
-# Shared modules (auth, dotstuff, smtp_addr, retry, link ...) stay: unloading one
-# that a loaded module still refers to would load it a second time.
-RELEASE = {
-    "smtp": ("smtp_server", "smtp_data", "smtp_auth"),
-    "pop3": ("pop3_service", "pop3_server"),
-    "link": ("link_modem", "link_ppp", "link_pppd", "modem", "modem_dialer", "modem_port", "modem_port_host",
-             "modem_profiles"),
-    # one queue run's code (relay.Relay imports it per run; no gateway attribute)
-    "relay_run": ("relay_run", "smtp_client", "bounce", "envelope", "compat_relay", "mxlookup"),
-    # one call's phase machine and the cost log (gw.costlog), between calls
-    "call": ("session_call", "session", "costlog", "inbound", "odmr_client", "pop3_client", "multidrop",
-             "header_scan", "pop3_journal"),
-}
-
-
 class Gateway:
     """What the running gateway holds: config, transport, console table, state.
 

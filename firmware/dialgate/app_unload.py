@@ -6,7 +6,30 @@ first tick where unloading is on; a gateway that never unloads never holds it.
 import sys
 
 from . import compat, log
-from .app import RELEASE
+
+# The features idle unloading gives back: name -> (the gateway attribute that
+# holds it, or None; the modules only that feature imports). `make lint`
+# (host_tools/lint_firmware.py) derives each list from the import graph and
+# fails when one drifts: a module missing here stays resident after its
+# feature goes; one that the core or another feature also imports would be
+# loaded twice (unloading it while a loaded module still refers to it).
+# Modules two features share (dotstuff, smtp_data) stay once loaded.
+FEATURES = {
+    "smtp": ("smtp", ("smtp_server", "smtp_auth", "smtp_addr")),
+    "pop3": ("pop3", ("pop3_service", "pop3_server")),
+    "link": ("link", ("link_modem", "link_ppp", "link_pppd", "modem", "modem_dialer", "modem_port",
+                      "modem_port_host", "modem_profiles")),
+    # one queue run's code (relay.Relay imports it per run)
+    "relay_run": (None, ("relay_run", "smtp_client", "bounce", "envelope", "compat_relay", "mxlookup")),
+    # one call's phase machine, its inbound collection, and the cost log, between calls
+    "call": ("costlog", ("session_call", "session", "costlog", "inbound", "odmr_client", "pop3_client",
+                         "multidrop", "header_scan", "pop3_journal")),
+}
+
+
+def _loaded(gw, name):
+    attr, mods = FEATURES[name]
+    return (attr is not None and attr in gw.__dict__) or "dialgate." + mods[0] in sys.modules
 
 
 def _idle(gw, name, in_use, now, after_ms):
@@ -38,9 +61,9 @@ def unload_idle(gw, now, after_ms):
         if _idle(gw, "link", lk.state != "down" or running or pending or calling, now, after_ms):
             gw.link_last = lk.describe()
             out.append("link")
-    if "dialgate.relay_run" in sys.modules and _idle(gw, "relay_run", running, now, after_ms):
+    if _loaded(gw, "relay_run") and _idle(gw, "relay_run", running, now, after_ms):
         out.append("relay_run")
-    if ("dialgate.session" in sys.modules or "costlog" in d) and _idle(gw, "call", calling, now, after_ms):
+    if _loaded(gw, "call") and _idle(gw, "call", calling, now, after_ms):
         out.append("call")
     cmds = gw.commands
     if cmds.loaded and compat.ticks_diff(now, cmds.used) >= after_ms:
@@ -54,10 +77,10 @@ def unload_idle(gw, now, after_ms):
             compat.unload("dialgate.config_edit")  # `config set`'s helpers
             compat.unload("dialgate.config_load")
             continue
-        attr = "costlog" if name == "call" else name
+        attr, mods = FEATURES[name]
         if attr in d:
             compat.drop_attr(gw, attr)
-        for m in RELEASE[name]:
+        for m in mods:
             compat.unload("dialgate." + m)
     gw.unloads += 1
     compat.gc_collect()

@@ -2,7 +2,7 @@
 session.DialSession's actions carried out through the link and the relay,
 the cost record written, and the line down at the end whatever happened.
 Loaded for a call and unloaded with the phase machine between calls
-(app.RELEASE "call"), so a board keeps only the scheduler and the task."""
+(app_unload.FEATURES "call"), so a board keeps only the scheduler and the task."""
 
 import asyncio
 

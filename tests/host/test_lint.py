@@ -52,3 +52,29 @@ def test_typecheck_catches_a_call_the_board_lacks(tree):
     assert r.returncode != 0
     assert '"monotonic" is not a known attribute of module "time"' in r.stdout, r.stdout
     assert 'Cannot access attribute "frobnicate" for class "UART"' in r.stdout, r.stdout
+
+
+def _edit(tree: Path, name: str, old: str, new: str) -> None:
+    p = tree / "firmware" / "dialgate" / name
+    src = p.read_text()
+    assert old in src, old
+    p.write_text(src.replace(old, new, 1))
+
+
+@pytest.mark.parametrize("name,old,new,message", [
+    # the drift issue 15 found: smtp_addr only smtp_server imports, so the smtp feature owns it
+    ("app_unload.py", '"smtp_auth", "smtp_addr")', '"smtp_auth")',
+     "FEATURES['smtp'] misses smtp_addr: only smtp imports it"),
+    # smtp_data is also imported by the call's POP3 client: shared, so no feature may unload it
+    ("app_unload.py", '"smtp_auth", "smtp_addr")', '"smtp_auth", "smtp_addr", "smtp_data")',
+     "FEATURES['smtp'] lists smtp_data, but multidrop imports it at module level"),
+    # a resident module keeping a module-level reference to a feature's module
+    ("relay.py", "from . import compat, log\n", "from . import compat, log\nfrom . import bounce\n",
+     "FEATURES['relay_run'] lists bounce, but relay imports it at module level"),
+    ("app_unload.py", '"pop3_service", "pop3_server")', '"pop3_service", "pop3_server", "pop3_gone")',
+     "FEATURES['pop3']: no module pop3_gone"),
+])
+def test_feature_registry_drift_fails_lint(tree, name, old, new, message):
+    _edit(tree, name, old, new)
+    r = lint(tree)
+    assert r.returncode == 1 and message in r.stdout, r.stdout + r.stderr
