@@ -25,8 +25,11 @@ figures are an upper bound for a 32-bit board at the same heap size.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import poplib
+import re
+import shutil
 import signal
 import smtplib
 import socket
@@ -60,21 +63,32 @@ def _wait(cond, seconds: float) -> bool:
     return False
 
 
+LOADED: dict[int, str] = {}  # heap figure -> status's "loaded:" line at that step
+
+
 def _heap(c: ConsoleClient) -> int:
     ok, lines, _ = c.command("status")
+    used = None
     for ln in lines:
         if ln.startswith("heap: used "):
-            return int(ln.split()[2])
-    raise RuntimeError(f"no heap line in status: {lines}")
+            used = int(ln.split()[2])
+        elif ln.startswith("loaded: ") and used is not None:
+            LOADED[used] = ln[len("loaded: "):]
+    if used is None:
+        raise RuntimeError(f"no heap line in status: {lines}")
+    return used
 
 
-def day(heap_k: int) -> tuple[list[tuple[str, int]], str]:
-    """Run the office day at `heap_k` KiB. Returns ([(step, heap used)], failure or "")."""
+def day(heap_k: int, romfs: bool = False) -> tuple[list[tuple[str, int]], str]:
+    """Run the office day at `heap_k` KiB. Returns ([(step, heap used)], failure or "").
+
+    `romfs`: the code in a ROMFS image (run_host --romfs): the heap is enlarged
+    by the image, and the figures here are without it (romfs_boot.py)."""
     done: list[tuple[str, int]] = []
     with tempfile.TemporaryDirectory(prefix="dg-bench-heap-") as tmp:
         d = Path(tmp)
         p = subprocess.Popen([sys.executable, "-m", "host_tools.run_host", "--dir", str(d), "--upy", f"{heap_k}K",
-                              "--unload-after", str(UNLOAD_AFTER)],
+                              "--unload-after", str(UNLOAD_AFTER)] + (["--romfs"] if romfs else []),
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         c = None
         why = ""
@@ -130,7 +144,108 @@ def day(heap_k: int) -> tuple[list[tuple[str, int]], str]:
             if why or "MemoryError" in out:
                 errs = [ln for ln in out.splitlines() if "MemoryError" in ln or "Error" in ln]
                 why = why or "gateway logged: " + (errs[0] if errs else "?")
+            if romfs:
+                held = re.search(r"romfs: image \d+ octets, heap (\d+)", out)
+                if held is None:
+                    done, why = [], why or "romfs_boot printed no image line"
+                else:
+                    image = int(held.group(1))
+                    for used in [u for _, u in done]:
+                        LOADED[used - image] = LOADED.get(used, "")
+                    done = [(name, used - image) for name, used in done]
     return done, why
+
+
+def least(romfs: bool, hi: int, step: int = 16) -> int:
+    """The least heap (KiB, a multiple of `step`) that completes the day: `hi` passes."""
+    lo = 32
+    while hi - lo > step:
+        mid = (lo + hi) // 2 // step * step
+        ok = not day(mid, romfs)[1]
+        print(f"  at {mid}K: {'completes the day' if ok else 'fails'}", flush=True)
+        if ok:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+# Runs under MicroPython: imports a module's own imports, then the module,
+# printing the heap it adds after a collection (one process per module).
+_COSTS = """
+import gc, sys, vfs
+if sys.argv[1] != "-":
+    f = open(sys.argv[1], "rb")
+    f.seek(0, 2)
+    img = bytearray(f.tell())
+    f.seek(0)
+    f.readinto(img)
+    f.close()
+    vfs.mount(vfs.VfsRom(img), "/rom")
+    sys.path.insert(0, "/rom")
+else:
+    sys.path.insert(0, sys.argv[2])
+for m in sys.argv[3].split(","):
+    if m:
+        __import__("dialgate." + m)
+gc.collect()
+a = gc.mem_alloc()
+__import__("dialgate." + sys.argv[4])
+gc.collect()
+print("cost", gc.mem_alloc() - a)
+"""
+
+
+def module_costs(tree: Path, image: Path | None) -> dict[str, int]:
+    """Heap each firmware module adds once its own imports are loaded, from .mpy
+    files in `tree` or from the ROMFS `image` (the import graph make lint checks)."""
+    from host_tools.lint_firmware import _dialgate_imports
+
+    pkg = ROOT / "firmware" / "dialgate"
+    mods = {p.stem for p in pkg.glob("*.py")} - {"__main__", "__init__", "compat_cpython"}
+    top = {m: set() for m in mods}
+    for m in mods:
+        for node in ast.parse((pkg / f"{m}.py").read_text()).body:
+            top[m] |= _dialgate_imports(node, mods)
+
+    def deps(m: str, seen: list[str]) -> list[str]:  # depth first: a module after its own imports
+        for d in sorted(top[m]):
+            if d not in seen:
+                deps(d, seen)
+                seen.append(d)
+        return seen
+
+    costs = {}
+    with tempfile.TemporaryDirectory(prefix="dg-bench-costs-") as tmp:
+        script = Path(tmp) / "costs.py"
+        script.write_text(_COSTS)
+        for m in sorted(mods):
+            r = subprocess.run([str(Path(sys.executable).parent / "micropython"), "-X", "heapsize=1024K", str(script),
+                                str(image) if image else "-", str(tree), ",".join(deps(m, [])), m],
+                               capture_output=True, text=True, timeout=60)
+            if r.stdout.startswith("cost "):
+                costs[m] = int(r.stdout.split()[1])
+    return costs
+
+
+def consumers() -> None:
+    """The biggest consumers by module, as .mpy files and from ROMFS, side by side."""
+    from host_tools.run_host import romfs_image
+    from host_tools.upy_test import build_tree
+
+    with tempfile.TemporaryDirectory(prefix="dg-bench-rom-") as tmp:
+        tree = Path(tmp) / "mpy"
+        build_tree(tree, compiled=True)
+        shutil.copy(ROOT / "firmware" / "main.py", tree / "main.py")
+        image = romfs_image(tree, Path(tmp) / "dialgate.romfs")
+        mpy = module_costs(tree, None)
+        rom = module_costs(tree, image)
+        size = image.stat().st_size
+    print(f"heap each module adds on import (unix port, after its own imports; ROMFS image {size} octets):")
+    print(f"  {'module':16s} {'.mpy':>7s} {'romfs':>7s}")
+    for m in sorted(mpy, key=lambda k: -mpy[k])[:15]:
+        print(f"  {m:16s} {mpy[m]:7d} {rom.get(m, -1):7d}")
+    print(f"  {'all ' + str(len(mpy)):16s} {sum(mpy.values()):7d} {sum(rom.values()):7d}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,28 +257,28 @@ def main(argv: list[str] | None = None) -> int:
     if busy:
         print(f"bench_heap: ports of `make run` in use ({busy}); stop it first")
         return 1
-    budget = json.loads((ROOT / "boards" / "pico_w.json").read_text())["board"]["heap"]
+    boards = {n: json.loads((ROOT / "boards" / f"{n}.json").read_text())["board"]["heap"] for n in ("pico_w", "esp32")}
     big = int(a.heap.rstrip("Kk"))
-    steps, why = day(big)
-    print(f"office day under MicroPython at {big}K ({'ok' if not why else why}):")
-    prev = 0
-    for name, used in steps:
-        print(f"  {name:11s} heap in use {used:7d} B  (+{used - prev} B)")
-        prev = used
-    if why or a.no_search:
-        return 1 if why else 0
-    lo, hi = 64, big  # lo fails (assumed), hi passes, in KiB
-    while hi - lo > 8:
-        mid = (lo + hi) // 2 // 8 * 8
-        ok = not day(mid)[1]
-        print(f"  at {mid}K: {'completes the day' if ok else 'fails'}", flush=True)
-        if ok:
-            hi = mid
-        else:
-            lo = mid
-    print(f"least heap for the whole day: {hi}K; ratio to the board budget "
-          f"({budget // 1024}K, boards/pico_w.json): {hi * 1024 / budget:.2f}")
-    return 0
+    rc = 0
+    found = {}
+    for romfs, label, target in ((False, "stock firmware, .mpy files", 160), (True, "code in ROMFS", 96)):
+        steps, why = day(big, romfs)
+        print(f"office day under MicroPython at {big}K, {label} ({'ok' if not why else why}):")
+        prev = 0
+        for name, used in steps:
+            print(f"  {name:11s} heap in use {used:7d} B  ({used - prev:+7d} B)  {LOADED.get(used, '')}")
+            prev = used
+        if why:
+            rc = 1
+            continue
+        if not a.no_search:
+            found[label] = (least(romfs, big), target)
+    consumers()
+    for label, (k, target) in found.items():
+        ratios = ", ".join(f"{k * 1024 / b:.2f}x {n} ({b // 1024}K)" for n, b in boards.items())
+        print(f"least heap for the day, {label}: {k}K (target {target}K: {k / target:.2f}x); "
+              f"against the board budgets: {ratios}")
+    return rc
 
 
 if __name__ == "__main__":

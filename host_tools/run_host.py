@@ -51,12 +51,30 @@ def lan_certificate(cfg: dict, tls_dir: Path) -> str:
     return f"  STARTTLS and STLS with {cert} (trust {ca} in a client to verify it)"
 
 
+def romfs_image(tree: Path, out: Path) -> Path:
+    """A ROMFS image (mpremote's `romfs build`) of what a board's filesystem
+    holds: main.py, dialgate/*.mpy, boards/ (from `tree`, build_tree's output)."""
+    src = out.with_suffix(".tree")
+    if src.exists():
+        shutil.rmtree(src)
+    src.mkdir(parents=True)
+    shutil.copytree(tree / "dialgate", src / "dialgate")
+    shutil.copytree(tree / "boards", src / "boards")
+    shutil.copy(tree / "main.py", src / "main.py")
+    subprocess.run([sys.executable, "-m", "mpremote", "romfs", "--no-mpy", "-o", str(out), "build", str(src)],
+                   check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", type=Path, default=ROOT / "run", help="state: spool, log, ISP mail (default run/)")
     ap.add_argument("--upy", metavar="HEAP", help="run the gateway under MicroPython at this heap (e.g. 128K)")
     ap.add_argument("--odmr", action="store_true",
                     help="ask for the held mail by ODMR (ATRN, RFC 2645) instead of ETRN (make run ODMR=1)")
+    ap.add_argument("--romfs", action="store_true",
+                    help="with --upy: the code in a ROMFS image, as a board with a ROMFS partition runs it "
+                         "(host_tools/romfs_boot.py; the heap grows by the image, which it reports)")
     ap.add_argument("--unload-after", type=int, metavar="S",
                     help="board.unload_after: unload features idle for S seconds (boards: 60)")
     a = ap.parse_args(argv)
@@ -99,11 +117,17 @@ def main(argv: list[str] | None = None) -> int:
         tree = run / "mpy"
         build_tree(tree, compiled=True)
         shutil.copy(ROOT / "firmware" / "main.py", tree / "main.py")
-        gw_cmd = [str(Path(py).parent / "micropython"), "-X", f"heapsize={a.upy}", str(tree / "main.py")]
+        upy = str(Path(py).parent / "micropython")
+        if a.romfs:
+            image = romfs_image(tree, run / "dialgate.romfs")
+            heap = f"{int(a.upy.rstrip('Kk')) + -(-image.stat().st_size // 1024) + 1}K"  # + the image, + its header
+            gw_cmd = [upy, "-X", f"heapsize={heap}", str(ROOT / "host_tools" / "romfs_boot.py"), str(image)]
+        else:
+            gw_cmd = [upy, "-X", f"heapsize={a.upy}", str(tree / "main.py")]
     else:
         gw_cmd = [py, "-m", "dialgate"]
     procs.append(("gateway", subprocess.Popen(gw_cmd + ["--config", str(run / "config.json")], cwd=ROOT, env=env)))
-    runtime = f"MicroPython at {a.upy} heap" if a.upy else "CPython"
+    runtime = (f"MicroPython at {a.upy} heap" + (" + the ROMFS image" if a.romfs else "")) if a.upy else "CPython"
     print(f"dialgate (make run, {runtime}): SMTP 127.0.0.1:2525, POP3 127.0.0.1:1110, console 127.0.0.1:2323", flush=True)
     if tls_note:
         print(tls_note, flush=True)
