@@ -66,6 +66,15 @@ def romfs_image(tree: Path, out: Path) -> Path:
     return out
 
 
+def romfs_heap(heap: str, image: Path) -> str:
+    """The -X heapsize for a gateway that gets `heap` (e.g. "128K") besides the
+    ROMFS image held in it: the image, its block header, and the collector's
+    tables for the image's blocks (3 bits per 16-octet block on the 64-bit
+    port: 2.4 %), so the gateway sees as much heap as without the image."""
+    extra = image.stat().st_size * (1 + 3 / 128) + 256
+    return f"{int(heap.rstrip('Kk')) + int(extra // 1024) + 1}K"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", type=Path, default=ROOT / "run", help="state: spool, log, ISP mail (default run/)")
@@ -120,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         upy = str(Path(py).parent / "micropython")
         if a.romfs:
             image = romfs_image(tree, run / "dialgate.romfs")
-            heap = f"{int(a.upy.rstrip('Kk')) + -(-image.stat().st_size // 1024) + 1}K"  # + the image, + its header
+            heap = romfs_heap(a.upy, image)
             gw_cmd = [upy, "-X", f"heapsize={heap}", str(ROOT / "host_tools" / "romfs_boot.py"), str(image)]
         else:
             gw_cmd = [upy, "-X", f"heapsize={a.upy}", str(tree / "main.py")]

@@ -40,11 +40,13 @@ class Gateway:
     """A gateway process on free loopback ports, with its own spool in `workdir`.
 
     `runtime`: "cpython" or "upy" (MicroPython unix port at `heap`); `mpy`: run
-    the board's way, from .mpy files compiled by mpy-cross (upy only).
+    the board's way, from .mpy files compiled by mpy-cross (upy only); `romfs`:
+    those files in a ROMFS image (host_tools/romfs_boot.py), the heap enlarged
+    by the image (upy only).
     """
 
     def __init__(self, workdir: Path, overrides: dict | None = None, runtime: str = "cpython",
-                 heap: str = "128K", mpy: bool = False) -> None:
+                 heap: str = "128K", mpy: bool = False, romfs: bool = False) -> None:
         self.workdir = Path(workdir)
         self.smtp_port, self.pop3_port, self.console_port = free_port(), free_port(), free_port()
         cfg = {
@@ -73,7 +75,7 @@ class Gateway:
             env = dict(os.environ, PYTHONPATH=str(ROOT / "firmware"))
             cwd = ROOT
         else:
-            if mpy:
+            if mpy or romfs:
                 from host_tools.upy_test import build_tree
 
                 tree = self.workdir / "mpy"
@@ -83,6 +85,12 @@ class Gateway:
             else:
                 main = ROOT / "firmware" / "main.py"
             cmd = [UPY, "-X", f"heapsize={heap}", str(main), "--config", str(self.config_path)]
+            if romfs:
+                from host_tools.run_host import romfs_heap, romfs_image
+
+                image = romfs_image(tree, self.workdir / "dialgate.romfs")
+                cmd = [UPY, "-X", f"heapsize={romfs_heap(heap, image)}",
+                       str(ROOT / "host_tools" / "romfs_boot.py"), str(image), "--config", str(self.config_path)]
             env = dict(os.environ)
             cwd = ROOT
         self._cmd, self._env, self._cwd = cmd, env, cwd
