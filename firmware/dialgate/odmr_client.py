@@ -131,7 +131,10 @@ class OdmrClient(Session):
     # ---- replies --------------------------------------------------------------
 
     def _ext_line(self, line):
-        words = bytes(line[4:]).decode("latin-1").split(None, 1)
+        try:
+            words = bytes(line[4:]).decode().split(None, 1)
+        except UnicodeError:  # not ASCII, so no ehlo-keyword (RFC 5321 §4.1.1.1): ignored
+            return
         if words:
             key = words[0].upper()
             self.ext[key] = (words[1] if len(words) > 1 else "").upper()

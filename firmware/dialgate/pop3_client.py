@@ -244,7 +244,10 @@ class Pop3Client(Session):
             line = line[1:]
         k = self.multi
         if k == CAPA:
-            w = bytes(line).decode("latin-1").split(None, 1)
+            try:
+                w = bytes(line).decode().split(None, 1)
+            except UnicodeError:  # CAPA tags are ASCII (RFC 2449 §5): a line that is not, is ignored
+                return None
             if w:
                 self.capa[w[0].upper()] = w[1].upper() if len(w) > 1 else ""
             return None

@@ -139,7 +139,9 @@ class Framer:
                 if i < 0:
                     if end - start >= s.max_line or (start == 0 and end == self.size):
                         # RFC 5321 §4.5.3.1.4 / RFC 2449 §4: over-long command line.
-                        write(s.on_overflow())
+                        r = s.on_overflow()
+                        if r:  # a client has nothing to say to it (None): it just fails
+                            write(r)
                         self.discarding = True
                         self.start = end
                     return False

@@ -238,7 +238,10 @@ class SmtpClient(Session):
         """RFC 5321 §4.1.1.1: one extension per line after the first."""
         if not self.code:
             return  # first line is the greeting text, not an extension
-        words = bytes(line[4:]).decode("latin-1").split(None, 1)
+        try:
+            words = bytes(line[4:]).decode().split(None, 1)
+        except UnicodeError:  # not ASCII, so no ehlo-keyword (RFC 5321 §4.1.1.1): ignored
+            return
         if not words:
             return
         key = words[0].upper()

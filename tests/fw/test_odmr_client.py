@@ -140,3 +140,38 @@ def test_wrong_password_and_a_dropped_line():
     c.on_eof()  # the carrier drops while ATRN waits
     assert c.result == (O.LATER, 0, b"connection lost")
     assert c.timeout_ms >= 600000  # RFC 2645: wait at least 10 minutes for the ATRN reply
+
+
+HOSTILE = [b"220 odmr.isp.test ready\r\n", b"250-odmr.isp.test\r\n250-AUTH CRAM-MD5\r\n250 ATRN\r\n",
+                b"250-odmr.isp.test\r\n250-\xe4TRN\xff\r\n250 ATRN\r\n",
+                b"334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n", b"235 ok\r\n", b"250 go\r\n",
+                b"453 no mail\r\n", b"451 later\r\n", b"450 busy\r\n", b"530 auth\r\n", b"502 no\r\n",
+                b"EHLO isp.test\r\n", b"MAIL FROM:<a@far.test>\r\n", b"RCPT TO:<bob@office.test>\r\n",
+                b"DATA\r\n", b"Subject: x\r\n\r\nhi\r\n.\r\n", b"QUIT\r\n"]
+
+
+def test_odmr_client_against_a_hostile_provider():
+    """Random hostile transcripts (test_fuzz_clients.py's generator): nothing
+    raises, whole lines out, no message left half-written, heap flat."""
+    from fuzzgen import batch, transcript, whole_lines
+
+    odmr_client = O
+    svc = SVC
+
+    def one(rng):
+        svc.spool = smtpfakes.FakeSpool(keep=False)
+
+        def make_server(peer, tls_active):
+            s = svc.session(peer)
+            s.tls_active = tls_active
+            return s
+
+        c = odmr_client.OdmrClient(b"gw.office.test", "tim", "tanstaaf", rng.pick([["office.test"], []]),
+                                   rng.pick(["none", "opportunistic"]), lambda: "CTX", make_server, ("192.0.2.9", 366))
+        data = transcript(rng, HOSTILE, 16, 500)  # shorter lines: this heap holds the SMTP core too
+        out, last = fwtest.drive_net(c, data, 1 + rng.below(64), 1024, BUF)
+        whole_lines(out)
+        last.on_close()
+        assert svc.spool.open == 0, "a half-written message was left open"
+
+    batch("odmr client", 4242, one)

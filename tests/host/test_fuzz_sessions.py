@@ -76,3 +76,43 @@ def test_console_every_reply_ends_ok_or_err(data, piece):
     out = fwtest.drive(ConsoleSession(("127.0.0.1", 1), gw, gw.commands), data + b"\r\nquit\r\n", piece)
     ls = lines(out)
     assert ls[-1] == b"OK" and ls[-2] == b"bye"
+
+
+@FUZZ
+@given(st.data(), st.integers(1, 64), st.sampled_from(["none", "opportunistic", "starttls"]), st.booleans())
+def test_smtp_client_against_any_isp_reply_stream(data, piece, tls, pipelining):
+    """The SMTP client (our side of a queue run) against whatever an ISP sends:
+    whole CRLF lines out, no exception, every envelope accounted for at EOF."""
+    from smtpfake import Source, envelope
+    from test_fuzz_clients import BUF, SMTP_REPLIES
+
+    from dialgate.smtp_client import SmtpClient
+
+    replies = data.draw(streams(SMTP_REPLIES))
+    src = Source([envelope("m1", b"Subject: x\r\n\r\nhi\r\n", ["bob@example.com", "carol@example.com"])])
+    c = SmtpClient(src, b"gw.office.test", tls, "gw", "secret", pipelining, None, BUF, lambda: object())
+    out = fwtest.drive(c, replies, piece)
+    assert out == b"" or out.endswith(b"\r\n")
+    if not c.closing:
+        c.on_eof()
+    assert c.closing
+
+
+@FUZZ
+@given(st.data(), st.integers(1, 64), st.booleans())
+def test_pop3_collector_against_any_mailbox_reply_stream(data, piece, delete):
+    """The POP3 collector against whatever an ISP mailbox sends: whole lines
+    out, no exception, a message counts only with its terminating dot."""
+    from test_fuzz_clients import BUF, POP3_REPLIES, SCRATCH
+    from test_pop3_client import Box
+
+    from dialgate import pop3_client
+
+    replies = data.draw(streams(POP3_REPLIES))
+    box = Box(delete=delete)
+    c = pop3_client.Pop3Client("office", "secret", box, "none", lambda: object(), True, ("192.0.2.10", 110), SCRATCH)
+    out, _ = fwtest.drive_net(c, replies, piece, 1024, BUF)
+    assert out == b"" or out.endswith(b"\r\n")
+    c.on_close()
+    for _i, body, err in box.got:
+        assert err is not None or body is not None
