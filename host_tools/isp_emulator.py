@@ -25,6 +25,11 @@
   (store the message after its final dot, never answer), `close-dot` (store it,
   send half of the 250 and close), `stall-etrn` (never answer ETRN),
   `stall-inbound` (stop half-way through a held message's DATA to the office).
+  `XODMR [reply=CODE] [stall=SECONDS] [drop_after=N] [noquit=1]` sets the ODMR
+  service's knobs for the calls that follow (a bare `XODMR` clears them): answer
+  ATRN with CODE, wait SECONDS before answering, cut the reversed session in
+  the DATA of message N (0 = the first), or end it without QUIT. Each ATRN's
+  argument is appended to DIR/atrn.seen.
 
 A real Postfix plays this part in the end-to-end tests; this one needs no root.
 """
@@ -240,6 +245,22 @@ class IspSession:
         self.isp.hit_path.unlink(missing_ok=True)
         await self.reply(f"250 2.0.0 armed {name}")
 
+    async def do_XODMR(self, arg: str) -> None:
+        isp = self.isp
+        knobs = {"reply": 0, "stall": 0.0, "drop_after": -1, "noquit": 0}
+        try:
+            for word in arg.split():
+                k, _, v = word.partition("=")
+                if k not in knobs:
+                    raise ValueError(k)
+                knobs[k] = type(knobs[k])(v)
+        except ValueError:
+            await self.reply("501 5.5.4 XODMR [reply=CODE] [stall=SECONDS] [drop_after=N] [noquit=1]")
+            return
+        isp.odmr_reply, isp.odmr_stall = int(knobs["reply"]), float(knobs["stall"])
+        isp.odmr_drop_after, isp.odmr_noquit = int(knobs["drop_after"]), bool(knobs["noquit"])
+        await self.reply(f"250 2.0.0 ODMR knobs {' '.join(f'{k}={v}' for k, v in knobs.items())}")
+
     async def do_QUIT(self, arg: str) -> bool:
         await self.reply("221 2.0.0 bye")
         return False
@@ -261,7 +282,8 @@ class OdmrSession(IspSession):
 
     Test knobs on the Isp: `odmr_reply` (answer ATRN with this code instead),
     `odmr_stall` (seconds before answering ATRN), `odmr_drop_after` (cut the
-    reversed session in the DATA of that message)."""
+    reversed session in the DATA of that message), `odmr_noquit` (end the
+    reversed session without QUIT); set over SMTP with `XODMR`."""
 
     async def run(self) -> None:
         self.challenge = ""
@@ -317,6 +339,8 @@ class OdmrSession(IspSession):
         """RFC 2645 §5.2.1 replies. Returns True once the connection was reversed."""
         isp = self.isp
         self.isp.atrn_seen.append(arg)
+        with open(isp.store.root / "atrn.seen", "a") as f:
+            f.write(arg + "\n")
         if isp.odmr_stall:
             await asyncio.sleep(isp.odmr_stall)
         forced = isp.odmr_reply
@@ -327,14 +351,14 @@ class OdmrSession(IspSession):
         if self.user is None:
             await self.reply("530 5.7.0 authentication required")
             return False
-        if any(d != isp.office_domain for d in domains):
+        if any(d not in isp.odmr_domains and d != isp.office_domain for d in domains):
             await self.reply("450 4.7.1 access denied to that domain")
             return False
         if not isp.store.held():
             await self.reply("453 You have no mail")
             return False
         await self.reply("250 OK now reversing the connection")
-        await isp.deliver_over(self.r, self.w, domains, isp.odmr_drop_after)
+        await isp.deliver_over(self.r, self.w, domains, isp.odmr_drop_after, not isp.odmr_noquit)
         return True
 
 
@@ -356,6 +380,8 @@ class Isp:
         self.odmr_reply = 0
         self.odmr_stall = 0.0
         self.odmr_drop_after = -1
+        self.odmr_noquit = False
+        self.odmr_domains: set[str] = set()  # more domains the ODMR account may ask for (none held)
         self.atrn_seen: list[str] = []
 
     def fire(self, name: str) -> bool:
@@ -387,11 +413,12 @@ class Isp:
             w.close()
 
     async def deliver_over(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, domains: list[str] | None = None,
-                           drop_after: int = -1) -> int:
+                           drop_after: int = -1, quit: bool = True) -> int:
         """Be the SMTP client on an open connection whose far end is the office's SMTP
         server (a new connection after ETRN, or the reversed one after ATRN): greet,
         deliver the held messages, removing each after its 250, QUIT. `drop_after`:
-        cut the connection in the middle of that message's DATA (tests)."""
+        cut the connection in the middle of that message's DATA (tests); `quit`
+        False: close after the last message without QUIT (tests)."""
         sent = 0
 
         async def expect(code: str) -> str:
@@ -437,6 +464,9 @@ class Isp:
                 eml.unlink()
                 eml.with_suffix(".env").unlink()
                 sent += 1
+            if not quit:
+                w.transport.abort()
+                raise ConnectionError("closed without QUIT (as asked)")
             w.write(b"QUIT\r\n")
             await w.drain()
             await expect("221")
@@ -493,6 +523,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--relay-from", action="append", default=[], help="client address allowed to relay without AUTH")
     ap.add_argument("--odmr", type=_hostport, metavar="HOST:PORT",
                     help="also serve On-Demand Mail Relay (RFC 2645: AUTH CRAM-MD5, ATRN) here")
+    ap.add_argument("--odmr-domain", action="append", default=[], metavar="DOMAIN",
+                    help="another domain the ODMR account may name in ATRN (repeatable; nothing is held for it)")
     ap.add_argument("--odmr-cert", nargs=2, metavar=("CERT", "KEY"), help="offer STARTTLS on the ODMR service")
     ap.add_argument("--reject", action="append", default=[], metavar="ADDR",
                     help="refuse this recipient at RCPT with 550 5.1.1 (repeatable)")
@@ -504,6 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.demo and not isp.store.held():
         hold_demo(isp, a.demo)
 
+    isp.odmr_domains = {d.lower() for d in a.odmr_domain}
     if a.odmr_cert:
         import ssl
 

@@ -53,7 +53,7 @@ async def odmr(gw):
     except (OSError, ValueError) as e:
         if c.result is None:
             c.result = (LATER, 0, compat.exc_text(e).encode())
-    how, code, text = c.result or (LATER, 0, b"no reply")
+    how, code, text = c.outcome()
     text = text.decode("utf-8", "replace")
     got = c.server.messages if c.server is not None else 0
     if how == CONFIG:

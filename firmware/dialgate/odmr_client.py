@@ -226,7 +226,11 @@ class OdmrClient(Session):
             if make is None:  # nobody to take the mail: do not reverse half-way
                 return self._end(LATER, 0, b"no SMTP server session to reverse into", False)
             self.result = (REVERSED, code, text)
-            self.server = make(self.peer, self.tls_active)
+            s = self.server = make(self.peer, self.tls_active)
+            # The provider's address may fall in `lan` (a provider on the LAN, a
+            # tunnel): it still gets no relaying and no AUTH, only local domains.
+            s.lan = False
+            s.reversed = True
             self.handover = ("smtp", self.server)
             return None
         if code == 453:
@@ -234,6 +238,17 @@ class OdmrClient(Session):
         if code // 100 == 4 and code != 450:
             return self._end(LATER, code, text)
         return self._end(CONFIG, code, text)  # 450 access denied, 502, 530, other 5xx
+
+    def outcome(self):
+        """`result`, once the connection is over. A reversed session counts only if
+        it ended with the provider's QUIT (RFC 2645 §4, RFC 5321 §4.1.1.10): one that
+        stops without it (a dropped line, a provider that gave up) may have left
+        mail behind, so the call fails and the next one asks again."""
+        r = self.result or (LATER, 0, b"no reply")
+        s = self.server
+        if r[0] == REVERSED and s is not None and not s.quit_seen:
+            return (LATER, r[1], b"the reversed session ended without the provider's QUIT")
+        return r
 
     def _send(self, data, kind):
         self.expect = kind

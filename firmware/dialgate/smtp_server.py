@@ -71,6 +71,10 @@ class SmtpSession(Session):
     # Messages one connection may send. The ODMR-reversed session lifts it: the
     # provider cannot reconnect to us (RFC 2645), it has only this connection.
     max_messages = limits.SMTP_MESSAGES_PER_SESSION
+    # The ODMR-reversed session (odmr_client): the provider is never the LAN and
+    # never authenticates to us (RFC 2645 §4: it only delivers the domain's mail).
+    reversed = False
+    quit_seen = False  # the peer said QUIT: ODMR's reversed session ended as it should
 
     def __init__(self, peer, svc):
         Session.__init__(self, peer)
@@ -197,7 +201,7 @@ class SmtpSession(Session):
                 log.exception("smtp abort", e)
 
     def _auth_allowed(self):
-        if self.svc.users is None:
+        if self.reversed or self.svc.users is None:
             return False
         p = self.svc.auth_plaintext
         return self.tls_active or p == "always" or (p == "lan" and self.lan)
@@ -391,6 +395,7 @@ class SmtpSession(Session):
 
     def smtp_QUIT(self, arg):
         self.closing = True
+        self.quit_seen = True
         return ("221 2.0.0 %s closing connection\r\n" % self.svc.hostname).encode()
 
     def smtp_VRFY(self, arg):

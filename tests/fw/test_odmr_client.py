@@ -142,6 +142,35 @@ def test_wrong_password_and_a_dropped_line():
     assert c.timeout_ms >= 600000  # RFC 2645: wait at least 10 minutes for the ATRN reply
 
 
+def test_the_reversed_provider_is_never_lan_no_relay_no_auth_even_from_a_lan_address():
+    # A provider inside `lan` (127.0.0.1 here: a tunnel, a provider on the LAN)
+    # gets only what any Internet peer gets: local domains, no relaying, no AUTH.
+    sp = smtpfakes.FakeSpool()
+    c = client(spool=sp)
+    c.peer = ("127.0.0.1", 366)
+    assert SVC.cfg.is_lan("127.0.0.1")
+    out, last = written(c, OPEN + b"250 reversing\r\nEHLO isp\r\nAUTH PLAIN AGFsaWNlAHdvbmRlcmxhbmQ=\r\n"
+                        b"MAIL FROM:<x@example.net>\r\nRCPT TO:<far@example.org>\r\nQUIT\r\n", 11)
+    rev = out.split(G, 1)[1]
+    assert last is c.server and not last.lan and last.user is None
+    assert b"AUTH" not in rev.split(b"\r\n250 HELP", 1)[0], rev  # not offered in the EHLO
+    assert b"\r\n538 " in rev or b"\r\n502 " in rev, rev  # and refused when tried
+    assert b"\r\n554 5.7.1" in rev or b"\r\n550 " in rev, rev  # no relaying for it
+    assert not sp.committed and c.outcome()[0] == O.REVERSED
+
+
+def test_a_reversed_session_without_the_providers_quit_fails_the_call():
+    sp = smtpfakes.FakeSpool()
+    c = client(spool=sp)
+    provider = (OPEN + b"250 reversing\r\nEHLO isp\r\nMAIL FROM:<c@example.net>\r\nRCPT TO:<alice@office.test>\r\n"
+                b"DATA\r\nSubject: held\r\n\r\nx\r\n.\r\n")
+    written(c, provider, 13)
+    c.server.on_eof()  # the line drops, or the provider hangs up, with no QUIT
+    assert len(sp.committed) == 1  # what got our 250 is ours
+    assert c.result[0] == O.REVERSED and c.outcome() == (
+        O.LATER, 250, b"the reversed session ended without the provider's QUIT"), c.outcome()
+
+
 HOSTILE = [b"220 odmr.isp.test ready\r\n", b"250-odmr.isp.test\r\n250-AUTH CRAM-MD5\r\n250 ATRN\r\n",
                 b"250-odmr.isp.test\r\n250-\xe4TRN\xff\r\n250 ATRN\r\n",
                 b"334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n", b"235 ok\r\n", b"250 go\r\n",

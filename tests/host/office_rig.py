@@ -59,7 +59,7 @@ def what(data: bytes) -> tuple[str, list[str]]:
 class Isp:
     """host_tools/isp_emulator.py as a process: relays for 127.0.0.1, holds office.test."""
 
-    def __init__(self, workdir: Path, office_smtp: int, odmr: bool = False) -> None:
+    def __init__(self, workdir: Path, office_smtp: int, odmr: bool = False, extra: list[str] | None = None) -> None:
         self.port = free_port()
         self.odmr_port = free_port() if odmr else 0  # its ODMR service (RFC 2645), AUTH office / office-secret
         self.dir = workdir / "isp"
@@ -68,7 +68,8 @@ class Isp:
             [sys.executable, "-m", "host_tools.isp_emulator", "--listen", f"127.0.0.1:{self.port}",
              "--office-smtp", f"127.0.0.1:{office_smtp}", "--dir", str(self.dir), "--relay-from", "127.0.0.1",
              "--reject", REJECT] + (["--odmr", f"127.0.0.1:{self.odmr_port}", "--user", "office:office-secret"]
-                                    if odmr else []), cwd=ROOT, stdout=self.out, stderr=subprocess.STDOUT)
+                                    if odmr else []) + (extra or []),
+            cwd=ROOT, stdout=self.out, stderr=subprocess.STDOUT)
         wait_port(self.port, proc=self.proc)
 
     def smtp(self) -> smtplib.SMTP:
@@ -79,6 +80,19 @@ class Isp:
         with self.smtp() as s:
             code, text = s.docmd("XFAULT", name)
             assert code == 250, (code, text)
+
+    def odmr(self, knobs: str = "") -> None:
+        """Set the ODMR service's knobs for the next calls (isp_emulator's XODMR)."""
+        with self.smtp() as s:
+            code, text = s.docmd("XODMR", knobs)
+            assert code == 250, (code, text)
+
+    def atrn_seen(self) -> list[str]:
+        """The argument of every ATRN the ODMR service got, in order."""
+        try:
+            return (self.dir / "atrn.seen").read_text().splitlines()
+        except OSError:
+            return []
 
     def fault_hit(self) -> str:
         try:
@@ -149,15 +163,18 @@ class Office:
     sits still while a test reads its spool."""
 
     def __init__(self, workdir: Path, bps: int = 200_000, scale: float = 0.01, over: dict | None = None,
-                 spool: Path | None = None, scenarios: list[str] | None = None, odmr: bool = False) -> None:
+                 spool: Path | None = None, scenarios: list[str] | None = None, odmr: bool = False,
+                 isp_args: list[str] | None = None, runtime: str = "cpython", heap: str = "128K",
+                 mpy: bool = False) -> None:
         """`odmr`: the held mail comes by ODMR (ATRN on the gateway's own
-        connection through the line) instead of ETRN."""
+        connection through the line) instead of ETRN. `isp_args`: more
+        isp_emulator options; `runtime`/`heap`/`mpy`: the gateway's (tests/host/gateway.py)."""
         self.workdir = workdir
         self.gw_smtp = free_port()
         self.rev = free_port()
         self.fwd = free_port()
         self.fwd_odmr = free_port()
-        self.isp = Isp(workdir, self.rev, odmr)
+        self.isp = Isp(workdir, self.rev, odmr, isp_args)
         self.emu: ModemEmulator | None = None
         self.gw: Gateway | None = None
         try:
@@ -184,7 +201,7 @@ class Office:
             if spool is not None:
                 cfg["spool.path"] = str(spool)
             cfg.update(over or {})
-            self.gw = Gateway(workdir / "gw", cfg)
+            self.gw = Gateway(workdir / "gw", cfg, runtime=runtime, heap=heap, mpy=mpy)
             for u in USERS:
                 ok, lines, _ = self.gw.command(f"user add {u} {u}-secret")
                 assert ok, lines
