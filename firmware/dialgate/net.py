@@ -209,8 +209,14 @@ class Net:
         compat.gc_collect()
         return bytearray(self.buffer_size)
 
+    def _send_buffer(self):
+        """A producer's send buffer: compat.SEND_BUFFER octets where that is more
+        than a connection buffer (CPython; not pooled), else a connection buffer."""
+        n = compat.SEND_BUFFER
+        return bytearray(n) if n > self.buffer_size else self._buffer()
+
     def _release(self, buf):
-        if buf is not None and len(self._pool) < 2 * self.max_connections:
+        if buf is not None and len(buf) == self.buffer_size and len(self._pool) < 2 * self.max_connections:
             self._pool.append(buf)
 
     async def _run(self, conn):
@@ -239,7 +245,7 @@ class Net:
             while True:
                 while fr.process(st.write):
                     if obuf is None:
-                        obuf = conn.obuf = self._buffer()
+                        obuf = conn.obuf = self._send_buffer()
                     await self._flush(conn, obuf)
                 await st.drain()
                 if s.tls is not None and not s.closing:  # STARTTLS / STLS, either side
