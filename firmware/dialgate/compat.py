@@ -12,6 +12,10 @@ import sys
 import time
 
 MICROPYTHON = sys.implementation.name == "micropython"
+# Octets a producer (POP3 RETR/TOP, the relay's DATA) fills per send. A board
+# sends from a connection buffer (board.buffer); CPython has the RAM for 64 KB,
+# so a 1 MB RETR is 16 sends and drains, not 256 (docs/performance.md).
+SEND_BUFFER = 0 if MICROPYTHON else 65536
 
 try:
     from micropython import const  # type: ignore

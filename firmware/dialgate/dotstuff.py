@@ -85,9 +85,12 @@ class MessageProducer:
 
     `f` is a binary file opened by the maildrop (closed here when done or on
     close()); `rbuf` a preallocated bytearray the session reuses for reads.
+    `head`: the status line, sent in the same buffer as the first octets of the
+    body (one send per small message, not two).
     """
 
-    def __init__(self, f, rbuf, top=None):
+    def __init__(self, f, rbuf, top=None, head=None):
+        self.head = memoryview(head) if head else None
         self.f = f
         self.rbuf = rbuf
         self.rpos = 0
@@ -100,6 +103,8 @@ class MessageProducer:
         """Fill `buf` with the next wire octets; returns how many, 0 when finished."""
         dpos = 0
         dlen = len(buf)
+        if self.head is not None:
+            dpos, self.head = _copy(buf, 0, self.head)
         st = self.st
         while not self.eof and dpos < dlen:
             if self.rpos == self.rend:

@@ -39,7 +39,6 @@ async def odmr(gw):
     def make_server(peer, tls_active):
         s = smtp.session(peer)
         s.tls_active = tls_active  # the provider's side is TLS already: no STARTTLS offered again
-        s.max_messages = 1000000  # all it holds comes over this one connection
         return s
 
     pol = cfg["relay.tls"]

@@ -21,10 +21,15 @@ SMTP_RECIPIENTS = const(100)
 # RFC 1870 §4: the fixed maximum message size we advertise as `SIZE n`, in
 # octets. Config: smtp.max_size.
 SMTP_MESSAGE_SIZE = const(10485760)
-# Not in an RFC: mail transactions per connection before `421 4.7.0` (RFC 5321
-# §3.8 allows a server to close with 421); a flood on one connection ties up a
-# board for nobody else.
-SMTP_MESSAGES_PER_SESSION = const(100)
+# A session is bounded by its age and by the octets it has sent, not by a
+# count of messages: an ISP flushing 400 held messages after ETRN (RFC 1985)
+# uses one connection, over a modem. RFC 5321 §4.5.3.2 bounds each wait
+# (the timeouts below); these bound the whole session. Once one is passed, the
+# next command outside a transaction gets `421 4.7.0` and the connection
+# closes (§3.8); a transaction under way always completes. One hour is ~15 MB
+# at 33,600 bps; 100 MiB is ten messages of the largest size.
+SMTP_SESSION_MS = const(3600000)
+SMTP_SESSION_OCTETS = const(104857600)
 # Not in an RFC: unknown, out-of-sequence or malformed commands and relay
 # denials before `421 4.7.0` and close (RFC 5321 §3.8). Stops a peer speaking
 # another protocol (HTTP, a smuggling probe) or probing for an open relay from

@@ -4,7 +4,8 @@ framing, TLS upgrades, deadlines, closes, for every session in both directions.
 Each connection gets one preallocated buffer filled with `readinto`; lines are
 framed in place and bounded by the session's `max_line`, so a peer that sends
 megabytes without CRLF costs no memory beyond the buffer. One watchdog task
-checks every session's idle deadline (`session.timeout_ms`), whether we
+checks every session's idle deadline (`session.timeout_ms`) and marks a
+session `expired` once it has lived `session.lifetime_ms`, whether we
 accepted the connection (SMTP, POP3, console) or opened it (the relay's SMTP
 client, the ODMR client, the POP3 collector: `net_out.connect()`).
 
@@ -24,7 +25,7 @@ WATCHDOG_MS = compat.const(1000)
 
 
 class Conn:
-    __slots__ = ("stream", "session", "task", "last", "kind", "obuf", "tls_name", "outbound")
+    __slots__ = ("stream", "session", "task", "last", "start", "kind", "obuf", "tls_name", "outbound")
 
     def __init__(self, stream, session, kind, tls_name=None, outbound=False):
         self.stream = stream
@@ -32,7 +33,7 @@ class Conn:
         self.kind = kind
         self.task = asyncio.current_task()
         self.obuf = None  # send buffer while a producer streams (RETR, relay)
-        self.last = compat.ticks_ms()
+        self.last = self.start = compat.ticks_ms()
         self.tls_name = tls_name  # the server's name a client-side TLS handshake checks
         self.outbound = outbound  # we opened it: TLS client side, OSError to the caller
 
@@ -97,20 +98,29 @@ class Net:
     async def _watch(self):
         while True:
             await asyncio.sleep(WATCHDOG_MS / 1000)
-            now = compat.ticks_ms()
-            for c in list(self.conns):
-                t = c.session.timeout_ms  # 0: never (the board's UART console)
-                if t and compat.ticks_diff(now, c.last) > t:
-                    log.info("%s %s:%d idle timeout", c.kind, c.session.peer[0], c.session.peer[1])
-                    msg = c.session.on_timeout()
-                    try:
-                        if msg:
-                            c.stream.write(msg)
-                    except OSError:
-                        pass
-                    c.session.closing = True
-                    if c.task is not None:
-                        c.task.cancel()
+            self.sweep(compat.ticks_ms())
+
+    def sweep(self, now):
+        """One watchdog round at ticks `now`: close idle sessions, mark old ones
+        `expired` (the session decides when to end politely: SMTP at its next
+        command outside a transaction, RFC 5321 §3.8)."""
+        for c in list(self.conns):
+            s = c.session
+            life = s.lifetime_ms  # 0: no bound on the session's age
+            if life and not s.expired and compat.ticks_diff(now, c.start) > life:
+                s.expired = True
+            t = s.timeout_ms  # 0: never (the board's UART console)
+            if t and compat.ticks_diff(now, c.last) > t:
+                log.info("%s %s:%d idle timeout", c.kind, s.peer[0], s.peer[1])
+                msg = s.on_timeout()
+                try:
+                    if msg:
+                        c.stream.write(msg)
+                except OSError:
+                    pass
+                s.closing = True
+                if c.task is not None:
+                    c.task.cancel()
 
     async def serve(self, stream, factory, kind):
         peer = compat.peer_of(stream)
@@ -199,8 +209,14 @@ class Net:
         compat.gc_collect()
         return bytearray(self.buffer_size)
 
+    def _send_buffer(self):
+        """A producer's send buffer: compat.SEND_BUFFER octets where that is more
+        than a connection buffer (CPython; not pooled), else a connection buffer."""
+        n = compat.SEND_BUFFER
+        return bytearray(n) if n > self.buffer_size else self._buffer()
+
     def _release(self, buf):
-        if buf is not None and len(self._pool) < 2 * self.max_connections:
+        if buf is not None and len(buf) == self.buffer_size and len(self._pool) < 2 * self.max_connections:
             self._pool.append(buf)
 
     async def _run(self, conn):
@@ -229,7 +245,7 @@ class Net:
             while True:
                 while fr.process(st.write):
                     if obuf is None:
-                        obuf = conn.obuf = self._buffer()
+                        obuf = conn.obuf = self._send_buffer()
                     await self._flush(conn, obuf)
                 await st.drain()
                 if s.tls is not None and not s.closing:  # STARTTLS / STLS, either side

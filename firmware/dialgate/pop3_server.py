@@ -350,8 +350,8 @@ class Pop3Session(Session):
             return b"-ERR [SYS/TEMP] cannot read that message now\r\n"
         if self.rbuf is None:
             self.rbuf = bytearray(self.svc.read_size)  # one read buffer for the session's life
-        self.producer = self.sending = MessageProducer(f, self.rbuf, top)
-        return reply
+        self.producer = self.sending = MessageProducer(f, self.rbuf, top, reply)
+        return None  # the producer sends `reply` first
 
     def pop_DELE(self, arg):
         i, err = self._message_arg(arg)

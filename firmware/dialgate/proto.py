@@ -14,6 +14,10 @@ class Session:
     max_line = 512
     # Idle deadline in milliseconds; a protocol may change it per state.
     timeout_ms = 300000
+    # Age in milliseconds after which net sets `expired` (0: no bound). The
+    # session, not net, picks the moment to end: between transactions.
+    lifetime_ms = 0
+    expired = False
 
     def __init__(self, peer):
         self.peer = peer  # (ip, port)

@@ -68,9 +68,10 @@ class SmtpService:
 class SmtpSession(Session):
     max_line = limits.SMTP_COMMAND_LINE
     timeout_ms = limits.SMTP_COMMAND_TIMEOUT_MS
-    # Messages one connection may send. The ODMR-reversed session lifts it: the
-    # provider cannot reconnect to us (RFC 2645), it has only this connection.
-    max_messages = limits.SMTP_MESSAGES_PER_SESSION
+    # The whole session's bounds (limits.SMTP_SESSION_MS, _OCTETS), the same for
+    # LAN clients, an ISP connecting after ETRN and the ODMR-reversed session.
+    lifetime_ms = limits.SMTP_SESSION_MS  # net sets `expired` past it
+    max_octets = limits.SMTP_SESSION_OCTETS
     # The ODMR-reversed session (odmr_client): the provider is never the LAN and
     # never authenticates to us (RFC 2645 §4: it only delivers the domain's mail).
     reversed = False
@@ -90,6 +91,7 @@ class SmtpSession(Session):
         self.sasl_name = None
         self.bogus = 0
         self.messages = 0
+        self.octets = 0  # DATA octets received, for max_octets
         self.reply = None
         self.writer = None
         self.decoder = None
@@ -115,11 +117,16 @@ class SmtpSession(Session):
             return self._bogus(b"500 5.5.2 Command not recognized\r\n")
         if not entry[0] & self.state:
             return self._bogus(self._out_of_order(verb))
+        spent = self.expired or self.octets >= self.max_octets
+        if spent and not self.state & (S_MAIL | S_RCPT) and verb != b"QUIT":
+            self.closing = True  # between transactions: no transaction is cut short
+            return b"421 4.7.0 Session time or size limit reached, closing connection\r\n"
         return entry[1](self, b"" if sp < 0 else line[sp + 1 :])
 
     def on_data(self, mv):
         d = self.decoder
         n = d.feed(mv)
+        self.octets += n
         if d.done:
             self.raw = False
             self.timeout_ms = limits.SMTP_COMMAND_TIMEOUT_MS
@@ -245,9 +252,6 @@ class SmtpSession(Session):
         self.helo = name.decode()
 
     def smtp_MAIL(self, arg):
-        if self.messages >= self.max_messages:
-            self.closing = True
-            return b"421 4.7.0 Too many messages in one session, closing connection\r\n"
         try:
             addr, params = parse_path(arg, "FROM:")
         except BadPath as e:

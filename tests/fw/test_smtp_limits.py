@@ -1,9 +1,12 @@
 """SMTP limits and syntax errors (RFC 5321 §4.5.3, RFC 1870), transcripts split at every byte."""
 
+import asyncio
+
 import smtpfakes
 from smtpfakes import LAN, OK, OUTSIDE, RCPT_OK, SENDER_OK, G, Run, ehlo_reply
 
 import fwtest
+from dialgate import limits, net, proto
 
 
 def test_bogus_commands_end_in_421():
@@ -78,11 +81,60 @@ def test_recipient_and_message_limits():
     for _ in range(100):  # RFC 5321 §4.5.3.1.8: 100 must be accepted
         assert fwtest.drive(s, rcpt, 7).endswith(RCPT_OK)
     assert fwtest.drive(s, rcpt, 7).endswith(b"452 4.5.3 Too many recipients\r\n")
+
+
+SPENT = b"421 4.7.0 Session time or size limit reached, closing connection\r\n"
+ONE = b"MAIL FROM:<a@b.example>\r\nRCPT TO:<alice@office.test>\r\nDATA\r\nx\r\n.\r\n"
+
+
+def test_no_cap_on_messages_per_session():
+    # An ISP flushing its held mail after ETRN uses one connection: no count of
+    # messages ends it (only limits.SMTP_SESSION_MS and _OCTETS do).
     s = smtpfakes.service(spool=smtpfakes.FakeSpool(keep=False)).session(LAN)
     fwtest.drive(s, b"HELO x\r\n")
-    one = b"MAIL FROM:<a@b.example>\r\nRCPT TO:<alice@office.test>\r\nDATA\r\nx\r\n.\r\n"
-    for i in range(100):  # one pipelined message per read, same session
-        out = fwtest.drive(s, one, 64)
+    for i in range(150):  # one pipelined message per read, same session
+        out = fwtest.drive(s, ONE, 64)
         assert out.endswith(b"250 2.0.0 Ok: queued as M%d\r\n" % (i + 1)), (i, out)
-    out = fwtest.drive(s, one, 64)
-    assert out.endswith(b"421 4.7.0 Too many messages in one session, closing connection\r\n") and s.closing
+    assert not s.closing and s.messages == 150
+    assert fwtest.drive(s, b"QUIT\r\n", 64).startswith(G + b"221")
+
+
+def test_session_octet_bound_ends_between_transactions():
+    s = smtpfakes.service(spool=smtpfakes.FakeSpool(keep=False)).session(LAN)
+    s.max_octets = 20  # "x\r\n.\r\n" is 6 octets: the 4th message passes the bound
+    fwtest.drive(s, b"HELO x\r\n")
+    for i in range(4):
+        assert fwtest.drive(s, ONE, 64).endswith(b"250 2.0.0 Ok: queued as M%d\r\n" % (i + 1))
+    assert s.octets == 24 and not s.closing
+    out = fwtest.drive(s, ONE, 64)  # the message that passed it was accepted; the next MAIL is not
+    assert out == G + SPENT and s.closing and s.messages == 4, out
+
+
+def test_session_time_bound_lets_the_transaction_finish():
+    s = smtpfakes.service(spool=smtpfakes.FakeSpool(keep=False)).session(LAN)
+    assert s.lifetime_ms == limits.SMTP_SESSION_MS > 0
+    fwtest.drive(s, b"HELO x\r\nMAIL FROM:<a@b.example>\r\n")
+    s.expired = True  # what net's watchdog does once the session is lifetime_ms old
+    out = fwtest.drive(s, b"RCPT TO:<alice@office.test>\r\nDATA\r\nx\r\n.\r\n", 64)
+    assert out.endswith(b"250 2.0.0 Ok: queued as M1\r\n") and not s.closing, out
+    out = fwtest.drive(s, b"NOOP\r\nMAIL FROM:<a@b.example>\r\n", 64)  # any command but QUIT
+    assert out == G + SPENT and s.closing, out
+
+
+def test_watchdog_marks_old_sessions_expired():
+    n = net.Net()
+    old = smtpfakes.service().session(LAN)
+    young = proto.Session(LAN)  # lifetime_ms 0: never expires
+
+    async def main():
+        for s in (old, young):
+            s.timeout_ms = 0  # the idle deadline is another check
+            c = net.Conn(None, s, "smtp")
+            c.last = c.start = 1000
+            n.conns.append(c)
+        n.sweep(1000 + old.lifetime_ms)
+        assert not old.expired
+        n.sweep(1001 + old.lifetime_ms)
+
+    asyncio.run(main())
+    assert old.expired and not old.closing and not young.expired
