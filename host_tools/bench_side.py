@@ -17,6 +17,7 @@ machine may be shared, so the figures are noisy.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import pwd
@@ -469,8 +470,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())  # other work on a shared machine shows here
     return (f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, "
-            f"Python {platform.python_version()}")
+            f"Python {platform.python_version()}, load average {load} at the end")
 
 
 def peer_versions() -> str:
@@ -586,8 +588,9 @@ def run(reps: int, sizes: dict, strace: bool) -> tuple[list[tuple], list[str]]:
             row = (label, "MiB", a, b, a / b if b else float("nan"), 0, 0, "lower")
             rows.append(row)
             print("  " + fmt_row(row), flush=True)
-        notes.append("Burst: dialgate's host profile caps sessions at net.max_connections = 16 (32 on a Pi); "
-                     "the clients over the cap get an immediate 421 and count as not served.")
+        cap = json.loads((ROOT / "boards" / "host.json").read_text())["net"]["max_connections"]
+        notes.append(f"Burst: dialgate's host profile caps sessions at net.max_connections = {cap}; "
+                     "clients over the cap get an immediate 421 and count as not served.")
         notes.append(f"Processes: dialgate {dgi[2]} idle, {dgl[2]} under load; Postfix + Dovecot {pei[2]} idle, "
                      f"{pel[2]} under load.")
         if strace and shutil.which("strace"):
@@ -634,7 +637,7 @@ of the per-repetition ratios dialgate/peer with their spread. Durable on both
 sides: a dialgate message counts at its 250 (after the spool commit's fsyncs),
 a Postfix message once virtual(8) has delivered it into the Maildir. The
 dialgate side is one gateway process under CPython (host profile:
-`net.max_connections` 16, so a burst beyond it gets a polite 421); the peer is
+`net.max_connections` from boards/host.json, so a burst beyond it gets a polite 421); the peer is
 Postfix (SMTP) and Dovecot (POP3), each from its own config directory on
 loopback. The clients are the same for both: Python's smtplib, Postfix's
 `smtp-source`, a lean raw-socket POP3 client.

@@ -126,7 +126,7 @@ def test_exit_statuses_of_the_command(office):
 def test_json_of_status_stats_and_the_queue(office, capsys):
     rc, out, _ = ctl(office, capsys, "--json", "status")
     st = json.loads(out)
-    assert rc == 0 and st["version"] == "0.1.0" and st["uptime_s"] >= 0 and st["max_connections"] == 16
+    assert rc == 0 and st["version"] == "0.1.0" and st["uptime_s"] >= 0 and st["max_connections"] == 64
     assert st["link"] == "up 0 bps, 0 min, in 0 out 0 bytes (always-on)" and st["spool_free"] > 0
     rc, out, _ = ctl(office, capsys, "--json", "queue", "list")
     q = json.loads(out)
