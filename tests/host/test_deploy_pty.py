@@ -27,8 +27,10 @@ from gateway import ROOT, UPY, free_port, wait_port
 from host_tools import deploy
 from host_tools.console_client import ConsoleClient
 
-# The whole gateway's first SMTP session needs more than 144K on the unix port
-# (docs/architecture.md, "Memory"); test_gateway_process runs it at 160K too.
+# The deployed pico_w image with its STARTTLS certificate loaded, one SMTP then one
+# POP3 session (measured on the unix port: 160K fails at the SMTP session's start,
+# 192K at the POP3 one, 224K passes). Getting that into a board's heap is issue
+# #15's memory work, not this test's: 256K keeps it about the deploy.
 GW_HEAP = "256K"
 
 
