@@ -385,10 +385,15 @@ def main(argv: list[str] | None = None) -> int:
             for cmd in commands(a.port or "PORT", files):
                 print(" ".join(cmd[1:]))
         return 0
+    from mpremote.transport import TransportError
+
     try:
         flash(a, lambda line: print(line, flush=True))
     except (FlashError, TlsError) as e:
         print(f"make flash: {e}", file=sys.stderr)
+        return 1
+    except (TransportError, OSError) as e:  # unplugged or reset half-way: run make flash again
+        print(f"make flash: lost the board on {a.port} ({e}); run make flash again", file=sys.stderr)
         return 1
     return 0
 

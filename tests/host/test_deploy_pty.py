@@ -188,3 +188,31 @@ def test_flash_too_little_flash_for_the_spool_reserve(tmp_path):
     line = r.stderr.strip()
     assert len(line.splitlines()) == 1 and line.startswith("make flash: too little flash on the board:"), line
     assert "spool.reserve" in line and not list(flash.iterdir())
+
+
+def test_flash_a_board_that_goes_away_half_way(tmp_path):
+    """The board's process dies after the first files: one line, and the next
+    make flash copies the rest (what was already written is not copied again)."""
+    flash = tmp_path / "board"
+    board = PtyBoard(flash)
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "host_tools.deploy", "--board", "pico_w", "--port", board.port,
+                              "--resume", "--lan-tls", str(tmp_path / "lan")], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        assert p.stdout is not None
+        for line in p.stdout:
+            if "[3/" in line:
+                board.proc.kill()  # the board is unplugged
+                break
+        out, err = p.communicate(timeout=120)
+    finally:
+        board.close()
+    assert p.returncode == 1 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("make flash: "), err
+    print("\n" + err.strip())
+    written = {f for f in flash.rglob("*.mpy")}
+    r = deploy_once(flash, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    first = r.stdout.splitlines()[0]
+    total = int(first.split(" of ")[1].split()[0])
+    assert f"; {total - len(written) + 1} of " in first or f"; {total - len(written)} of " in first, (first, written)
