@@ -8,6 +8,8 @@ UPY := $(abspath $(VENV)/bin/micropython)
 UPY_HEAP ?= 128K
 BOARD ?= pico_w
 PORT ?=
+# make firmware: a MicroPython source tree to build an image with dialgate frozen in (docs/boards.md)
+MICROPY_DIR ?=
 STAMP := $(VENV)/.installed
 # make install-pi: where (PREFIX), staged under a root (DESTDIR), a site config (CONFIG),
 # more names for the LAN certificate (TLS_NAMES); make uninstall-pi PURGE=1 removes the spool too
@@ -17,7 +19,7 @@ CONFIG ?=
 TLS_NAMES ?=
 PURGE ?=
 
-.PHONY: all venv run test test-py test-upy lint bench soak flash console install-pi uninstall-pi clean
+.PHONY: all venv run test test-py test-upy lint bench soak flash firmware console install-pi uninstall-pi clean
 
 all: test
 
@@ -65,6 +67,9 @@ bench: $(STAMP)
 
 flash: $(STAMP)
 	$(PY) -m host_tools.deploy --board $(BOARD) $(if $(PORT),--port $(PORT)) $(if $(CONFIG),--config $(CONFIG))
+
+firmware: $(STAMP)
+	$(PY) -m host_tools.firmware --board $(BOARD) $(if $(MICROPY_DIR),--micropy-dir $(MICROPY_DIR))
 
 console: $(STAMP)
 	$(PY) -m host_tools.dialgatectl $(if $(PORT),--port $(PORT))

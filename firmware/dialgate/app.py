@@ -45,6 +45,7 @@ class Gateway:
         self.started = compat.ticks_ms()
         self.server_tls = None  # LAN-side TLS context, loaded in start()
         self.stopping = None
+        self.wdt = None  # machine.WDT on a board with board.watchdog_ms, fed by _tick
         self.tasks = []
         self._session_task = None
         self.busy = {}  # feature -> ticks when last seen in use (idle unloading)
@@ -174,6 +175,10 @@ class Gateway:
         await self.start()
         compat.install_stop(self.stopping.set)
         log.info("dialgate %s up as %s (%s profile)", VERSION, self.cfg["hostname"], self.cfg["board.name"])
+        if self.cfg["board.watchdog_ms"]:  # after boot: spool recovery may take long
+            from .compat_wdt import watchdog
+
+            self.wdt = watchdog(self.cfg["board.watchdog_ms"])
         ticker = asyncio.create_task(self._tick())
         try:
             await self.stopping.wait()
@@ -198,8 +203,12 @@ class Gateway:
         self.sessions.request(why)
 
     async def _tick(self):
+        """Once a second: feed the watchdog (a loop that stops coming here resets
+        the board), flush the log, unload idle features."""
         n = 0
         while True:
+            if self.wdt is not None:
+                self.wdt.feed()
             await asyncio.sleep(1)
             n += 1
             if n % 5 == 0:

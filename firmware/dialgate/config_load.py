@@ -16,8 +16,12 @@ from .config import Config, ConfigError, parse_addr, parse_cidr
 
 
 def schema():
-    """The schema as a dict: key -> [type, default?, minimum?]."""
+    """The schema as a dict: key -> [type, default?, minimum?]. Beside this module,
+    or, with the code frozen into the firmware (`.frozen/dialgate`), where make
+    flash puts it: /lib/dialgate."""
     here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+    if here.startswith(".frozen"):
+        here = "/lib/dialgate"
     with open(here + "/schema.json") as f:
         return json.load(f)
 

@@ -52,13 +52,15 @@ def test_user_values_override_profile():
 
 
 def test_every_board_profile_is_valid():
-    for b in ("host", "rpi", "pico_w", "esp32"):
+    for b in ("host", "rpi", "pico_w", "pico2_w", "esp32", "esp32s3"):
         d = fwtest.tempdir("cfg")
         try:
             cfg = config.load(_write(d, {}), b)
         finally:
             fwtest.rmtree(d)
         assert cfg["board.name"] == b
+        # the hardware watchdog on the microcontrollers only (a Pi's systemd restarts it)
+        assert (cfg["board.watchdog_ms"] > 0) == (b in ("pico_w", "pico2_w", "esp32", "esp32s3"))
 
 
 def test_unknown_key_is_named():

@@ -13,8 +13,8 @@ def test_stage_compiles_every_module_and_copies_profile(tmp_path):
     files = deploy.stage("pico_w", None, None, tmp_path)
     remote = {r for _, r in files}
     assert ":main.py" in remote and ":config.json" in remote and ":boards/pico_w.json" in remote
-    src = {p.stem for p in (Path(deploy.ROOT) / "firmware" / "dialgate").glob("*.py")} - {"__main__"}
-    assert {r.rsplit("/", 1)[1][:-4] for r in remote if r.endswith(".mpy")} == src
+    src = {p.stem for p in (Path(deploy.ROOT) / "firmware" / "dialgate").glob("*.py")} - set(deploy.HOST_ONLY)
+    assert {r.rsplit("/", 1)[1][:-4] for r in remote if r.endswith(".mpy")} == src == set(deploy.board_modules())
     assert ":lib/dialgate/schema.json" in remote
     for local, _ in files:
         assert local.exists()
@@ -68,3 +68,32 @@ def test_flash_keeps_a_certificate_the_config_names(tmp_path):
     site.write_text(json.dumps({"smtp": {"tls_cert": "/tls/office.pem"}}))
     files = deploy.stage("esp32", site, None, tmp_path / "img", lan_tls=tmp_path / "lan")
     assert not [r for _, r in files if r.startswith(":tls/")] and not (tmp_path / "lan").exists()
+
+
+def test_board_modules_follow_the_import_graph():
+    """What a board needs is what `app` reaches: a console group named only in a
+    table (app.LAZY_COMMANDS) counts, a CPython-only module does not."""
+    mods = deploy.board_modules()
+    assert {"app", "users_console", "stats_console", "console_help", "link_ppp", "modem_port"} <= set(mods)
+    assert not set(mods) & set(deploy.HOST_ONLY)
+
+
+def test_check_board_matches_mpy_cross_to_the_board():
+    assert deploy.check_board((1, 29, 0), 0x0B06, (6, 3)) == "x64"  # the unix port here
+    assert deploy.check_board((1, 24, 1), 6 | 3 << 8 | 4 << 10, (6, 3)) == "armv6m"  # RP2040
+    assert deploy.check_board((1, 25, 0), 6 | 3 << 8 | 10 << 10, (6, 3)) == "xtensawin"  # ESP32
+    for version, mpy in (((1, 23, 0), 0x306 | 4 << 10), ((1, 19, 1), 0x106)):
+        try:
+            deploy.check_board(version, mpy, (6, 3))
+        except deploy.FlashError as e:
+            assert "needs 1.24.0 or newer" in str(e)
+        else:
+            raise AssertionError(version)
+
+
+def test_a_board_with_dialgate_frozen_in_gets_no_mpy_but_the_schema(tmp_path):
+    """make firmware froze the modules: make flash copies the rest (config_load
+    reads /lib/dialgate/schema.json when it runs from .frozen)."""
+    remote = {r for _, r in deploy.stage("pico_w", None, None, tmp_path, frozen=True)}
+    assert not [r for r in remote if r.endswith(".mpy")]
+    assert {":lib/dialgate/schema.json", ":main.py", ":boards/pico_w.json", ":config.json"} <= remote
