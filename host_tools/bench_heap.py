@@ -25,7 +25,6 @@ figures are an upper bound for a 32-bit board at the same heap size.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import poplib
 import re
@@ -199,14 +198,10 @@ print("cost", gc.mem_alloc() - a)
 def module_costs(tree: Path, image: Path | None) -> dict[str, int]:
     """Heap each firmware module adds once its own imports are loaded, from .mpy
     files in `tree` or from the ROMFS `image` (the import graph make lint checks)."""
-    from host_tools.lint_firmware import _dialgate_imports
+    from host_tools.fw_graph import graph
 
-    pkg = ROOT / "firmware" / "dialgate"
-    mods = {p.stem for p in pkg.glob("*.py")} - {"__main__", "__init__", "compat_cpython"}
-    top = {m: set() for m in mods}
-    for m in mods:
-        for node in ast.parse((pkg / f"{m}.py").read_text()).body:
-            top[m] |= _dialgate_imports(node, mods)
+    top = graph()[1]
+    mods = set(top) - {"__main__", "__init__", "compat_cpython"}
 
     def deps(m: str, seen: list[str]) -> list[str]:  # depth first: a module after its own imports
         for d in sorted(top[m]):

@@ -81,38 +81,12 @@ class FlashError(Exception):
     """One line for the operator: what is wrong and what to do."""
 
 
-def import_graph() -> dict[str, set[str]]:
-    """module -> the dialgate modules it imports (at top or lazily, and console
-    groups named in `add_lazy(word, "module")` or a `"word": "module",` table)."""
-    mods = {p.stem for p in PKG.glob("*.py")}
-    graph = {}
-    for p in PKG.glob("*.py"):
-        text = p.read_text()
-        deps = set()
-        for m in re.finditer(r"^\s*from \.(\w*) import \(?([\w, ]+)", text, re.M):
-            if m.group(1):
-                deps.add(m.group(1))
-            else:
-                deps |= {x.strip().split(" as ")[0] for x in m.group(2).split(",") if x.strip()}
-        deps |= set(re.findall(r"^\s*(?:from|import) dialgate\.(\w+)", text, re.M))
-        deps |= set(re.findall(r"add_lazy\(\s*\"[^\"]+\",\s*\"(\w+)\"", text))
-        deps |= set(re.findall(r"^\s*\"\w+\": \"(\w+)\",", text, re.M))  # app.LAZY_COMMANDS: word -> module
-        graph[p.stem] = deps & mods
-    return graph
-
-
 def board_modules() -> list[str]:
     """The firmware modules a board needs: the package, and all that `app`
     reaches without going through HOST_ONLY."""
-    graph = import_graph()
-    seen, todo = {"__init__"}, ["app"]
-    while todo:
-        m = todo.pop()
-        if m in seen or m in HOST_ONLY:
-            continue
-        seen.add(m)
-        todo += graph[m]
-    return sorted(seen)
+    from host_tools.fw_graph import graph, reach
+
+    return sorted(reach(graph(PKG)[0], {"app"}, set(HOST_ONLY)) | {"__init__"})
 
 
 def default_lan_tls() -> Path:

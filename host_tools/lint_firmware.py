@@ -114,21 +114,6 @@ def structural(upy: str, root: Path = ROOT) -> list[str]:
     return problems
 
 
-def _dialgate_imports(node: ast.AST, mods: set[str]) -> set[str]:
-    """The firmware modules one import statement names (`from . import x`,
-    `from .x import y`, `from dialgate.x import y`)."""
-    if not isinstance(node, ast.ImportFrom):
-        return set()
-    if node.level == 1:
-        if node.module is None:
-            return {a.name for a in node.names} & mods
-        return {node.module.split(".")[0]} & mods
-    parts = (node.module or "").split(".")
-    if node.level == 0 and parts[0] == "dialgate":
-        return ({parts[1]} if len(parts) > 1 else {a.name for a in node.names}) & mods
-    return set()
-
-
 def _registry(path: Path, name: str):
     tree = ast.parse(path.read_text())
     for node in tree.body:
@@ -141,7 +126,7 @@ def feature_drift(root: Path = ROOT) -> list[str]:
     """Check `app_unload.FEATURES` against the import graph of firmware/dialgate.
 
     The core is what `__main__` reaches over every import (module level or in
-    a function; the console's lazy command modules from `app.LAZY_COMMANDS`)
+    a function; the console's command groups, imported by name; fw_graph)
     without entering a feature's modules. What a feature's modules reach and
     neither the core nor another feature does must be on its list; nothing
     on a list may be imported at module level from outside it (the importer
@@ -149,35 +134,18 @@ def feature_drift(root: Path = ROOT) -> list[str]:
     on two lists. A module two features reach stays listed by neither (dotstuff,
     smtp_data) or by one, where the other imports it only inside a function
     (compat_relay: a call asks it for the time), which loads it again."""
+    from host_tools.fw_graph import graph, reach
+
     pkg = root / "firmware" / "dialgate"
-    mods = {p.stem for p in pkg.glob("*.py")}
-    edges = {m: set() for m in mods}
-    top = {m: set() for m in mods}  # module-level imports: a reference the importer keeps
-    for m in mods:
-        tree = ast.parse((pkg / f"{m}.py").read_text())
-        for node in ast.walk(tree):
-            edges[m] |= _dialgate_imports(node, mods)
-        for node in tree.body:
-            top[m] |= _dialgate_imports(node, mods)
-    edges["console"] |= set(_registry(pkg / "app.py", "LAZY_COMMANDS").values()) & mods
+    edges, top = graph(pkg)
+    mods = set(edges)
     features = _registry(pkg / "app_unload.py", "FEATURES")
     listed = {f: set(mods_) for f, (_attr, mods_) in features.items()}
     everything = set().union(*listed.values())
     problems = [f"app_unload.FEATURES[{f!r}]: no module {m}" for f in listed for m in sorted(listed[f] - mods)]
 
-    def reach(roots: set[str], stop: set[str]) -> set[str]:
-        seen: set[str] = set()
-        todo = list(roots)
-        while todo:
-            m = todo.pop()
-            if m in seen or m in stop or m not in mods:
-                continue
-            seen.add(m)
-            todo += edges[m]
-        return seen
-
-    core = reach({"__main__"}, everything)
-    reached = {f: reach(listed[f], everything - listed[f]) - core for f in listed}
+    core = reach(edges, {"__main__"}, everything)
+    reached = {f: reach(edges, listed[f], everything - listed[f]) - core for f in listed}
     for f in listed:
         own = reached[f] - set().union(*(reached[g] for g in listed if g != f))
         for m in sorted(listed[f]):

@@ -119,7 +119,7 @@ def test_config_set_checks_then_saves_for_next_start():
         assert cfg["net.max_connections"] == 4
         assert cfg["relay.smarthost"] == "smtp.isp.test:587"
         assert cfg["smtp.listen"] == ["127.0.0.1:2600", "127.0.0.1:2601"]
-        assert gw.cfg["net.max_connections"] == 16  # the running gateway is unchanged
+        assert gw.cfg["net.max_connections"] == 64  # the running gateway is unchanged (host profile)
     finally:
         fwtest.rmtree(d)
 

@@ -30,7 +30,7 @@ def test_boots_and_answers_status(tmp_path, runtime):
         assert ok and last == "OK", lines
         fields = dict(x.split(": ", 1) for x in lines)
         assert fields["version"]
-        assert fields["connections"].startswith("1 of 16")
+        assert fields["connections"].startswith("1 of 64")  # host profile
         assert f"smtp 127.0.0.1:{gw.smtp_port}" in fields["listening"]
         assert f"pop3 127.0.0.1:{gw.pop3_port}" in fields["listening"]
         used, free = fields["heap"].split()[1], fields["heap"].split()[3]
