@@ -267,17 +267,26 @@ class Office:
         words = self.emu.status().split()
         return dict(w.split("=", 1) for w in words[2:] if "=" in w) | {"state": words[1]}
 
-    def call(self, timeout: float = 60.0) -> dict:
-        """`dial`, then wait for the call's cost record; returns it."""
-        n = len(self.calls())
-        self.command("dial")
+    def last_call(self) -> int:
+        """The number of the last call on record (0: none). By number, not by count:
+        the cost log is trimmed to its size limit in a long run."""
+        return max((int(c["n"]) for c in self.calls()), default=0)
+
+    def call_after(self, n: int, timeout: float = 60.0) -> dict:
+        """Wait for the cost record of the first call after call `n`; returns it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            calls = self.calls()
-            if len(calls) > n:
-                return calls[n]
+            later = [c for c in self.calls() if int(c["n"]) > n]
+            if later:
+                return min(later, key=lambda c: int(c["n"]))
             time.sleep(0.2)
         raise AssertionError("the call did not end:\n" + "\n".join(self.command("log 40")))
+
+    def call(self, timeout: float = 60.0) -> dict:
+        """`dial`, then wait for the call's cost record; returns it."""
+        n = self.last_call()
+        self.command("dial")
+        return self.call_after(n, timeout)
 
     def drain(self, pop3: Pop3Ledger, rng, calls: int = 8) -> int:
         """Calls until nothing is queued or held, then every maildrop emptied by POP3.
@@ -285,7 +294,7 @@ class Office:
         self.command("queue retry all")  # anything the crashes left on a retry timer goes now
         made = 0
         while made < calls and (self.queued() or self.isp.store("held") or self.isp.mailbox()):
-            self.call(120)
+            self.call(300)  # a long backlog after a soak's kills
             made += 1
         for u in USERS:
             pop3.collect(self.gw.pop3_port, u, 1.0, rng)  # type: ignore[union-attr]
