@@ -40,7 +40,7 @@ $(VENV)/bin/dialgatectl: $(STAMP)
 venv: $(STAMP) $(VENV)/bin/dialgatectl
 
 run: $(STAMP)
-	$(PY) -m host_tools.run_host $(if $(ODMR),--odmr)
+	$(PY) -m host_tools.run_host $(if $(ODMR),--odmr) $(if $(POP3),--pop3)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check firmware host_tools tests

@@ -15,6 +15,13 @@
   2645): the office connects out, authenticates (AUTH CRAM-MD5, a `--user`),
   says `ATRN office.test`, and the held mail comes back over the same
   connection, the ISP now the SMTP client.
+* With `--pop3 HOST:PORT` it also keeps the office's mailbox for POP3 multidrop
+  collection (RFC 1939): DIR/mailbox/, one file per message and recipient, each
+  with `X-Original-To:` and `Delivered-To:` on top (as a Postfix catch-all
+  writes them); the file's name is its UIDL. With `--multidrop` the office's
+  mail from SMTP goes there instead of being held for ETRN/ODMR. Login by APOP
+  (the greeting has a timestamp) or USER/PASS, a `--user`; one session at a
+  time (`-ERR [IN-USE]`, RFC 2449 §8); DELE takes effect only at QUIT (§6).
 * Every accepted message is stored byte for byte as received (after dot
   un-stuffing) with its envelope in a `.env` JSON file beside it.
 * `--reject ADDR` refuses that recipient at RCPT with 550 5.1.1 (so the gateway
@@ -24,7 +31,9 @@
   `stall-data` (stop answering a few lines into a message's DATA), `stall-dot`
   (store the message after its final dot, never answer), `close-dot` (store it,
   send half of the 250 and close), `stall-etrn` (never answer ETRN),
-  `stall-inbound` (stop half-way through a held message's DATA to the office).
+  `stall-inbound` (stop half-way through a held message's DATA to the office),
+  `stall-pop3-retr` (stop half-way through the RETR of the POP3 mailbox's last
+  message: those before it were fetched, and perhaps deleted, but no QUIT comes).
   `XODMR [reply=CODE] [stall=SECONDS] [drop_after=N] [noquit=1]` sets the ODMR
   service's knobs for the calls that follow (a bare `XODMR` clears them): answer
   ATRN with CODE, wait SECONDS before answering, cut the reversed session in
@@ -48,13 +57,13 @@ import time
 from pathlib import Path
 
 MAX_LINE = 1000
-FAULTS = ("stall-data", "stall-dot", "close-dot", "stall-etrn", "stall-inbound")
+FAULTS = ("stall-data", "stall-dot", "close-dot", "stall-etrn", "stall-inbound", "stall-pop3-retr")
 
 
 class Store:
     def __init__(self, root: Path) -> None:
         self.root = root
-        for d in ("held", "internet", "tmp"):
+        for d in ("held", "internet", "mailbox", "tmp"):
             (root / d).mkdir(parents=True, exist_ok=True)
         self._n = 0
 
@@ -70,6 +79,20 @@ class Store:
 
     def held(self) -> list[Path]:
         return sorted((self.root / "held").glob("*.eml"))
+
+    def put_mailbox(self, rcpt: str, body: bytes, account: str = "office@isp.test") -> Path:
+        """One copy in the POP3 multidrop mailbox for envelope recipient `rcpt`,
+        its envelope on top as Postfix writes it (Delivered-To, X-Original-To)."""
+        self._n += 1
+        name = f"{time.time_ns()}.{os.getpid()}.{self._n}"
+        tmp = self.root / "tmp" / name
+        tmp.write_bytes(f"Delivered-To: {account}\r\nX-Original-To: {rcpt}\r\n".encode() + body)
+        final = self.root / "mailbox" / (name + ".eml")
+        os.replace(tmp, final)
+        return final
+
+    def mailbox(self) -> list[Path]:
+        return sorted((self.root / "mailbox").glob("*.eml"))
 
 
 def _addr(arg: str, keyword: str) -> str | None:
@@ -200,7 +223,10 @@ class IspSession:
         body = b"".join(parts)
         office = [r for r in self.rcpts if self.isp.is_office(r)]
         other = [r for r in self.rcpts if not self.isp.is_office(r)]
-        if office:
+        if office and self.isp.multidrop:
+            for r in office:
+                self.isp.store.put_mailbox(r, body)
+        elif office:
             self.isp.store.put("held", self.sender or "", office, body)
         if other:
             self.isp.store.put("internet", self.sender or "", other, body)
@@ -362,6 +388,181 @@ class OdmrSession(IspSession):
         return True
 
 
+class Pop3Session:
+    """The ISP's POP3 server for the office's multidrop mailbox (RFC 1939):
+    AUTHORIZATION (APOP, USER/PASS), TRANSACTION (STAT, LIST, UIDL, RETR, DELE,
+    RSET, NOOP), UPDATE at QUIT: only then are the deleted messages removed (§6).
+    A connection that ends any other way deletes nothing. One session holds the
+    mailbox at a time; another gets `-ERR [IN-USE]` (RFC 2449 §8)."""
+
+    def __init__(self, isp: Isp, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.isp, self.r, self.w = isp, reader, writer
+        self.user: str | None = None
+        self.msgs: list[Path] = []  # the mailbox as it was at login (numbers are stable, §5)
+        self.deleted: set[int] = set()
+        self.locked = False
+        self.quit = False
+
+    async def reply(self, text: str) -> None:
+        self.w.write(text.encode() + b"\r\n")
+        await self.w.drain()
+
+    async def run(self) -> None:
+        self.stamp = f"<{os.getpid()}.{time.time_ns()}@{self.isp.name}>"  # APOP's timestamp (§7)
+        await self.reply(f"+OK {self.isp.name} POP3 emulated ISP mailbox ready {self.stamp}")
+        try:
+            while True:
+                try:
+                    line = await self.r.readuntil(b"\n")
+                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                    return
+                verb, _, arg = line.decode("latin-1").strip().partition(" ")
+                verb = verb.upper()
+                handler = getattr(self, "do_" + verb, None)
+                login = verb in ("USER", "PASS", "APOP")
+                if handler is None or (self.user is None and not login and verb not in ("CAPA", "QUIT")) \
+                        or (self.user is not None and login):
+                    await self.reply("-ERR command not valid in this state")
+                    continue
+                if await handler(arg.strip()) is False:
+                    return
+        finally:
+            if self.locked:
+                self.isp.pop3_busy = False
+                if self.deleted or not self.quit:
+                    self.isp.log(f"isp: POP3 session cut without QUIT, {len(self.deleted)} DELE(s) undone")
+
+    async def do_CAPA(self, arg: str) -> None:
+        await self.reply("+OK capabilities\r\nUSER\r\nUIDL\r\nTOP\r\nPIPELINING\r\nRESP-CODES\r\n"
+                         "IMPLEMENTATION dialgate-isp-emulator\r\n.")
+
+    async def do_USER(self, arg: str) -> None:
+        self.name = arg
+        await self.reply("+OK send PASS")
+
+    async def do_PASS(self, arg: str) -> None:
+        await self.login(getattr(self, "name", None), self.isp.users.get(getattr(self, "name", "")) == arg)
+
+    async def do_APOP(self, arg: str) -> None:
+        import hashlib
+        import hmac
+
+        name, _, digest = arg.rpartition(" ")
+        pw = self.isp.users.get(name)
+        want = hashlib.md5((self.stamp + (pw or "")).encode()).hexdigest()
+        await self.login(name, pw is not None and hmac.compare_digest(want, digest.lower()))
+
+    async def login(self, name: str | None, ok: bool) -> None:
+        if not ok or name is None:
+            await self.reply("-ERR [AUTH] invalid user name or password")
+            return
+        if self.isp.pop3_busy:
+            await self.reply("-ERR [IN-USE] the mailbox is in use by another session")
+            return
+        self.isp.pop3_busy = self.locked = True
+        self.user = name
+        self.msgs = self.isp.store.mailbox()
+        self.isp.log(f"isp: POP3 login {name}, {len(self.msgs)} message(s) in the mailbox")
+        await self.reply(f"+OK {len(self.msgs)} message(s)")
+
+    def _live(self) -> list[tuple[int, Path]]:
+        return [(k + 1, p) for k, p in enumerate(self.msgs) if k + 1 not in self.deleted]
+
+    def _msg(self, arg: str) -> Path | None:
+        try:
+            k = int(arg)
+        except ValueError:
+            return None
+        return self.msgs[k - 1] if 1 <= k <= len(self.msgs) and k not in self.deleted else None
+
+    @staticmethod
+    def _size(p: Path) -> int:
+        try:
+            return p.stat().st_size
+        except OSError:
+            return 0
+
+    async def do_STAT(self, arg: str) -> None:
+        live = self._live()
+        await self.reply(f"+OK {len(live)} {sum(self._size(p) for _, p in live)}")
+
+    async def _listing(self, arg: str, value) -> None:
+        if arg:
+            p = self._msg(arg)
+            await self.reply(f"+OK {arg} {value(p)}" if p is not None else "-ERR no such message")
+            return
+        lines = "".join(f"{k} {value(p)}\r\n" for k, p in self._live())
+        await self.reply(f"+OK\r\n{lines}.")
+
+    async def do_LIST(self, arg: str) -> None:
+        await self._listing(arg, self._size)
+
+    async def do_UIDL(self, arg: str) -> None:
+        await self._listing(arg, lambda p: p.stem)
+
+    async def _send(self, p: Path, lines_max: int = -1, last: bool = False) -> bool:
+        try:
+            data = p.read_bytes()
+        except OSError:
+            await self.reply("-ERR [SYS/TEMP] message cannot be read")
+            return True
+        await self.reply(f"+OK {len(data)} octets")
+        if lines_max >= 0:
+            head, sep, body = data.partition(b"\r\n\r\n")
+            data = head + sep + b"".join(body.splitlines(keepends=True)[:lines_max])
+        lines = data.splitlines(keepends=True)
+        for k, line in enumerate(lines):
+            self.w.write(b"." + line if line.startswith(b".") else line)
+            if last and k == len(lines) // 2 and self.isp.fire("stall-pop3-retr"):
+                await self.w.drain()
+                await _drain_until_eof(self.r)  # half a message sent; wait for the line to go
+                return False
+        if data and not data.endswith(b"\r\n"):
+            self.w.write(b"\r\n")
+        await self.reply(".")
+        return True
+
+    async def do_RETR(self, arg: str) -> bool | None:
+        p = self._msg(arg)
+        if p is None:
+            await self.reply("-ERR no such message")
+            return None
+        return None if await self._send(p, last=int(arg) == len(self.msgs)) else False
+
+    async def do_TOP(self, arg: str) -> bool | None:
+        k, _, n = arg.partition(" ")
+        p = self._msg(k)
+        if p is None or not n.isdigit():
+            await self.reply("-ERR no such message")
+            return None
+        return None if await self._send(p, int(n)) else False
+
+    async def do_DELE(self, arg: str) -> None:
+        p = self._msg(arg)
+        if p is None:
+            await self.reply("-ERR no such message")
+            return
+        self.deleted.add(int(arg))
+        await self.reply(f"+OK message {arg} deleted")
+
+    async def do_RSET(self, arg: str) -> None:
+        self.deleted.clear()
+        await self.reply("+OK")
+
+    async def do_NOOP(self, arg: str) -> None:
+        await self.reply("+OK")
+
+    async def do_QUIT(self, arg: str) -> bool:
+        for k in sorted(self.deleted):  # UPDATE state (§6): only now
+            self.msgs[k - 1].unlink(missing_ok=True)
+        if self.deleted:
+            self.isp.log(f"isp: POP3 QUIT removed {len(self.deleted)} message(s) from the mailbox")
+        self.deleted.clear()
+        self.quit = True
+        await self.reply(f"+OK {self.isp.name} POP3 bye")
+        return False
+
+
 class Isp:
     def __init__(self, name: str, office_domain: str, office_smtp: tuple[str, int], root: Path,
                  users: dict[str, str], relay_from: tuple[str, ...] = (), reject: tuple[str, ...] = ()) -> None:
@@ -375,7 +576,7 @@ class Isp:
         self.faults: set[str] = set()  # armed by XFAULT, each fires once
         self.hit_path = root / "fault.hit"
         self._flush: asyncio.Task | None = None
-        self.log = print
+        self.log = lambda m: print(m, flush=True)
         self.odmr_tls = None  # ssl.SSLContext: STARTTLS on the ODMR service
         self.odmr_reply = 0
         self.odmr_stall = 0.0
@@ -383,6 +584,8 @@ class Isp:
         self.odmr_noquit = False
         self.odmr_domains: set[str] = set()  # more domains the ODMR account may ask for (none held)
         self.atrn_seen: list[str] = []
+        self.multidrop = False  # office mail from SMTP goes into the POP3 mailbox (--multidrop)
+        self.pop3_busy = False  # a POP3 session holds the mailbox
 
     def fire(self, name: str) -> bool:
         """True (once) if fault `name` is armed: DIR/fault.hit then names it."""
@@ -484,6 +687,17 @@ class Isp:
 
         return await asyncio.start_server(handle, host, port, limit=MAX_LINE * 2)
 
+    async def serve_pop3(self, host: str, port: int) -> asyncio.base_events.Server:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await Pop3Session(self, reader, writer).run()
+            except (OSError, ConnectionError) as e:
+                self.log(f"isp: POP3 session ended: {e}")
+            finally:
+                writer.close()
+
+        return await asyncio.start_server(handle, host, port, limit=MAX_LINE * 2)
+
     async def serve_odmr(self, host: str, port: int) -> asyncio.base_events.Server:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
@@ -502,8 +716,11 @@ def hold_demo(isp: Isp, n: int) -> None:
         body = (f"From: Demo Sender <demo{i}@example.net>\r\nTo: postmaster@{isp.office_domain}\r\n"
                 f"Subject: held at the ISP until your gateway called ({i} of {n})\r\n"
                 f"Date: {email.utils.formatdate()}\r\nMessage-ID: <demo{i}.{time.time_ns()}@example.net>\r\n\r\n"
-                f"This message waited at {isp.name} until the office's gateway dialled in and sent ETRN.\r\n")
-        isp.store.put("held", f"demo{i}@example.net", [f"postmaster@{isp.office_domain}"], body.encode())
+                f"This message waited at {isp.name} until the office's gateway dialled in and asked for it.\r\n")
+        if isp.multidrop:
+            isp.store.put_mailbox(f"postmaster@{isp.office_domain}", body.encode())
+        else:
+            isp.store.put("held", f"demo{i}@example.net", [f"postmaster@{isp.office_domain}"], body.encode())
     isp.log(f"isp: holding {n} demo message(s) for {isp.office_domain}")
 
 
@@ -526,6 +743,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--odmr-domain", action="append", default=[], metavar="DOMAIN",
                     help="another domain the ODMR account may name in ATRN (repeatable; nothing is held for it)")
     ap.add_argument("--odmr-cert", nargs=2, metavar=("CERT", "KEY"), help="offer STARTTLS on the ODMR service")
+    ap.add_argument("--pop3", type=_hostport, metavar="HOST:PORT",
+                    help="also serve the office's POP3 multidrop mailbox (DIR/mailbox/) here")
+    ap.add_argument("--multidrop", action="store_true",
+                    help="office mail from SMTP goes into the POP3 mailbox (one copy per recipient, X-Original-To) "
+                         "instead of being held for ETRN/ODMR")
     ap.add_argument("--reject", action="append", default=[], metavar="ADDR",
                     help="refuse this recipient at RCPT with 550 5.1.1 (repeatable)")
     ap.add_argument("--demo", type=int, default=0, metavar="N",
@@ -533,7 +755,10 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     users = dict(u.split(":", 1) for u in a.user) or {"office": "office-secret"}
     isp = Isp(a.name, a.office_domain, a.office_smtp, a.dir, users, tuple(a.relay_from), tuple(a.reject))
-    if a.demo and not isp.store.held():
+    if a.multidrop and not a.pop3:
+        ap.error("--multidrop needs --pop3")
+    isp.multidrop = a.multidrop
+    if a.demo and not isp.store.held() and not isp.store.mailbox():
         hold_demo(isp, a.demo)
 
     isp.odmr_domains = {d.lower() for d in a.odmr_domain}
@@ -551,6 +776,10 @@ def main(argv: list[str] | None = None) -> int:
             await isp.serve_odmr(*a.odmr)
             print(f"emulated ISP {a.name}: ODMR {a.odmr[0]}:{a.odmr[1]} (AUTH CRAM-MD5, ATRN {a.office_domain})",
                   flush=True)
+        if a.pop3:
+            await isp.serve_pop3(*a.pop3)
+            print(f"emulated ISP {a.name}: POP3 {a.pop3[0]}:{a.pop3[1]} (the office's multidrop mailbox"
+                  + (", where its mail goes" if a.multidrop else "") + ")", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,6 +10,7 @@ every forwarded connection is reset and the listeners close: no reachability.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import socket
 import struct
@@ -138,6 +139,11 @@ class Line:
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pipe: Pipe) -> None:
         loop = asyncio.get_running_loop()
         done = loop.create_future()
+        # What is on the wire, in order: each timer delivers the oldest chunk, so the
+        # order holds even where two timers are due at the same instant (the
+        # half-close takes no line time, and asyncio's heap does not keep the order
+        # of equal times: the EOF could overtake the reply before it).
+        fifo: collections.deque[tuple[bytes, asyncio.Future | None]] = collections.deque()
         while self.connected:
             try:
                 data = await reader.read(self.chunk)
@@ -149,12 +155,15 @@ class Line:
             if not self.connected:
                 return
             last = not data
-            loop.call_at(arrive, self._deliver, self.call, writer, data, done if last else None)
+            fifo.append((data, done if last else None))
+            loop.call_at(arrive, self._deliver, self.call, writer, fifo)
             if last:
                 await done  # half-close reaches the far end after the data
                 return
 
-    def _deliver(self, call: int, writer: asyncio.StreamWriter, data: bytes, done: asyncio.Future | None) -> None:
+    def _deliver(self, call: int, writer: asyncio.StreamWriter,
+                 fifo: collections.deque[tuple[bytes, asyncio.Future | None]]) -> None:
+        data, done = fifo.popleft()
         if call != self.call or not self.connected:
             return  # the call that carried these bytes is gone
         try:

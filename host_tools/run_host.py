@@ -4,7 +4,9 @@ Starts three processes, wired as the `host` board profile expects:
 
 * the emulated ISP (host_tools/isp_emulator.py) on 127.0.0.1:2600: the office's
   smarthost (relays for its dial-up customer's line, or after AUTH office / office-secret), holding mail for office.test until ETRN
-  (it starts with two demo messages held for postmaster@office.test);
+  (it starts with two demo messages held for postmaster@office.test); with
+  `--pop3` it is a multidrop ISP instead: the office's mail goes into its POP3
+  mailbox on 127.0.0.1:2110 (the demo messages too), which every call collects;
 * the emulated modem (host_tools/modem_emulator.py): serial side 127.0.0.1:2700,
   33,600 bps line; while a call is up it carries 127.0.0.1:2526 -> ISP:2600 and
   ISP-side 127.0.0.1:2625 -> gateway SMTP 127.0.0.1:2525;
@@ -84,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--romfs", action="store_true",
                     help="with --upy: the code in a ROMFS image, as a board with a ROMFS partition runs it "
                          "(host_tools/romfs_boot.py; the heap grows by the image, which it reports)")
+    ap.add_argument("--pop3", action="store_true",
+                    help="collect the office's mail from the ISP's POP3 multidrop mailbox instead (make run POP3=1)")
     ap.add_argument("--unload-after", type=int, metavar="S",
                     help="board.unload_after: unload features idle for S seconds (boards: 60)")
     a = ap.parse_args(argv)
@@ -96,8 +100,19 @@ def main(argv: list[str] | None = None) -> int:
         cfg.setdefault("board", {})["buffer"] = 1024  # boards/pico_w.json: a board's buffers, not the PC's
     if a.unload_after is not None:
         cfg.setdefault("board", {})["unload_after"] = a.unload_after
+    if a.odmr and a.pop3:
+        ap.error("--odmr or --pop3, not both")
     isp_odmr: list[str] = []
     modem_wiring: list[str] = []
+    if a.pop3:
+        # the ISP's POP3 mailbox on 2110; over the line, the gateway reaches it at 2528. APOP: no password on the line
+        cfg["session"]["etrn"] = []
+        cfg["isp"] = {"pop3": {"host": "127.0.0.1", "port": 2110, "user": "office", "password": "office-secret",
+                               "tls": "none"}}
+        cfg.setdefault("link", {})["pop3"] = "127.0.0.1:2528"
+        isp_odmr = ["--pop3", "127.0.0.1:2110", "--multidrop"]
+        modem_wiring = ["--forward", "127.0.0.1:2526=127.0.0.1:2600", "--forward", "127.0.0.1:2528=127.0.0.1:2110",
+                        "--reverse", "127.0.0.1:2625=127.0.0.1:2525"]
     if a.odmr:
         # the ISP's ODMR service on 2366; over the line, the gateway reaches it at 2527
         cfg["session"]["etrn"] = []
@@ -141,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     if tls_note:
         print(tls_note, flush=True)
     print("  emulated modem on 127.0.0.1:2700 (33,600 bps), emulated ISP smtp.isp.test on 127.0.0.1:2600"
-          + (", its ODMR service on 127.0.0.1:2366 (held mail by ATRN)" if a.odmr else " (held mail by ETRN)"),
+          + (", its ODMR service on 127.0.0.1:2366 (held mail by ATRN)" if a.odmr
+             else ", its POP3 multidrop mailbox on 127.0.0.1:2110 (collected every call)" if a.pop3
+             else " (held mail by ETRN)"),
           flush=True)
     print("  the gateway calls by itself: on the first queued message and every 3 minutes (configs/host.json);",
           flush=True)

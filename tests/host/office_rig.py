@@ -1,8 +1,9 @@
 """The whole office on loopback for the reliability battery (docs/reliability.md):
 the emulated ISP (host_tools/isp_emulator.py) holding mail for office.test until
-ETRN, the emulated modem between it and a gateway process, and a ledger that
-accounts for every tagged message wherever it is: a maildrop, the outbound
-queue, the ISP's held mail, "the Internet" behind the ISP, a DSN to its sender,
+ETRN (or ATRN), and with `pop3` also the office's POP3 multidrop mailbox, the
+emulated modem between it and a gateway process, and a ledger that accounts for
+every tagged message wherever it is: a maildrop, the outbound queue, the ISP's
+held mail or its mailbox, "the Internet" behind the ISP, a DSN to its sender,
 or a POP3 client that took it.
 
 Every message carries its tag in its Message-ID (`<TAG@dialgate.test>`), so a
@@ -59,16 +60,19 @@ def what(data: bytes) -> tuple[str, list[str]]:
 class Isp:
     """host_tools/isp_emulator.py as a process: relays for 127.0.0.1, holds office.test."""
 
-    def __init__(self, workdir: Path, office_smtp: int, odmr: bool = False, extra: list[str] | None = None) -> None:
+    def __init__(self, workdir: Path, office_smtp: int, odmr: bool = False, pop3: bool = False,
+                 extra: list[str] | None = None) -> None:
         self.port = free_port()
         self.odmr_port = free_port() if odmr else 0  # its ODMR service (RFC 2645), AUTH office / office-secret
+        self.pop3_port = free_port() if pop3 else 0  # the office's multidrop mailbox (RFC 1939), office / office-secret
         self.dir = workdir / "isp"
         self.out = open(workdir / "isp.out", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "host_tools.isp_emulator", "--listen", f"127.0.0.1:{self.port}",
              "--office-smtp", f"127.0.0.1:{office_smtp}", "--dir", str(self.dir), "--relay-from", "127.0.0.1",
-             "--reject", REJECT] + (["--odmr", f"127.0.0.1:{self.odmr_port}", "--user", "office:office-secret"]
-                                    if odmr else []) + (extra or []),
+             "--reject", REJECT, "--user", "office:office-secret"]
+            + (["--odmr", f"127.0.0.1:{self.odmr_port}"] if odmr else [])
+            + (["--pop3", f"127.0.0.1:{self.pop3_port}"] if pop3 else []) + (extra or []),
             cwd=ROOT, stdout=self.out, stderr=subprocess.STDOUT)
         wait_port(self.port, proc=self.proc)
 
@@ -99,6 +103,24 @@ class Isp:
             return (self.dir / "fault.hit").read_text().strip()
         except OSError:
             return ""
+
+    def put_mailbox(self, rcpt: str, data: bytes) -> None:
+        """Deliver one copy into the POP3 mailbox, as the ISP's MDA would (atomic rename)."""
+        from host_tools.isp_emulator import Store
+
+        Store(self.dir).put_mailbox(rcpt, data)
+
+    def mailbox(self) -> dict[str, tuple[str, bytes]]:
+        """UIDL -> (envelope recipient from X-Original-To, message) still in the POP3 mailbox."""
+        out = {}
+        for eml in sorted((self.dir / "mailbox").glob("*.eml")):
+            try:
+                data = eml.read_bytes()
+            except OSError:
+                continue  # removed by a QUIT while we looked
+            m = re.search(rb"(?im)^X-Original-To: *(\S+)", data.split(b"\r\n\r\n", 1)[0])
+            out[eml.stem] = (m.group(1).decode() if m else "", data)
+        return out
 
     def store(self, box: str) -> list[tuple[list[str], bytes]]:
         """[(envelope recipients, message)] in held/ or internet/."""
@@ -164,23 +186,28 @@ class Office:
 
     def __init__(self, workdir: Path, bps: int = 200_000, scale: float = 0.01, over: dict | None = None,
                  spool: Path | None = None, scenarios: list[str] | None = None, odmr: bool = False,
-                 isp_args: list[str] | None = None, runtime: str = "cpython", heap: str = "128K",
-                 mpy: bool = False) -> None:
+                 pop3: bool = False, isp_args: list[str] | None = None, runtime: str = "cpython",
+                 heap: str = "128K", mpy: bool = False) -> None:
         """`odmr`: the held mail comes by ODMR (ATRN on the gateway's own
-        connection through the line) instead of ETRN. `isp_args`: more
-        isp_emulator options; `runtime`/`heap`/`mpy`: the gateway's (tests/host/gateway.py)."""
+        connection through the line) instead of ETRN. `pop3`: the ISP also keeps
+        a multidrop mailbox that every call collects (after the ETRN), through
+        the line. `isp_args`: more isp_emulator options; `runtime`/`heap`/`mpy`:
+        the gateway's (tests/host/gateway.py)."""
         self.workdir = workdir
         self.gw_smtp = free_port()
         self.rev = free_port()
         self.fwd = free_port()
         self.fwd_odmr = free_port()
-        self.isp = Isp(workdir, self.rev, odmr, isp_args)
+        self.fwd_pop3 = free_port()
+        self.isp = Isp(workdir, self.rev, odmr, pop3, isp_args)
         self.emu: ModemEmulator | None = None
         self.gw: Gateway | None = None
         try:
             forward = {self.fwd: self.isp.port}
             if odmr:
                 forward[self.fwd_odmr] = self.isp.odmr_port
+            if pop3:
+                forward[self.fwd_pop3] = self.isp.pop3_port
             self.emu = ModemEmulator(scenarios or ["answer"], bps=bps, rtt_ms=20, scale=scale,
                                      forward=forward, reverse={self.rev: self.gw_smtp})
             (workdir / "gw").mkdir()
@@ -198,6 +225,10 @@ class Office:
                 cfg.update({"session.etrn": [], "isp.odmr.host": "127.0.0.1", "isp.odmr.port": self.isp.odmr_port,
                             "isp.odmr.user": "office", "isp.odmr.password": "office-secret",
                             "isp.odmr.domains": ["office.test"], "link.odmr": f"127.0.0.1:{self.fwd_odmr}"})
+            if pop3:  # APOP (the greeting has a timestamp): no TLS needed, no password on the line
+                cfg.update({"isp.pop3.host": "127.0.0.1", "isp.pop3.port": self.isp.pop3_port,
+                            "isp.pop3.user": "office", "isp.pop3.password": "office-secret",
+                            "isp.pop3.tls": "none", "link.pop3": f"127.0.0.1:{self.fwd_pop3}"})
             if spool is not None:
                 cfg["spool.path"] = str(spool)
             cfg.update(over or {})
@@ -229,6 +260,12 @@ class Office:
                 s.esmtp_features.pop("size", None)
             s.sendmail(sender, rcpts, message(tag, sender, rcpts, size))
 
+    def mail_to_mailbox(self, tag: str, rcpts: list[str], size: int = 600) -> None:
+        """Mail from the Internet into the ISP's multidrop mailbox: one copy per recipient."""
+        data = message(tag, "far@example.net", rcpts, size)
+        for r in rcpts:
+            self.isp.put_mailbox(r, data)
+
     def hold(self, tag: str, rcpts: list[str], size: int = 600) -> None:
         """Mail from the Internet for the office: the ISP holds it until ETRN."""
         with self.isp.smtp() as s:
@@ -246,25 +283,34 @@ class Office:
         words = self.emu.status().split()
         return dict(w.split("=", 1) for w in words[2:] if "=" in w) | {"state": words[1]}
 
-    def call(self, timeout: float = 60.0) -> dict:
-        """`dial`, then wait for the call's cost record; returns it."""
-        n = len(self.calls())
-        self.command("dial")
+    def last_call(self) -> int:
+        """The number of the last call on record (0: none). By number, not by count:
+        the cost log is trimmed to its size limit in a long run."""
+        return max((int(c["n"]) for c in self.calls()), default=0)
+
+    def call_after(self, n: int, timeout: float = 60.0) -> dict:
+        """Wait for the cost record of the first call after call `n`; returns it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            calls = self.calls()
-            if len(calls) > n:
-                return calls[n]
+            later = [c for c in self.calls() if int(c["n"]) > n]
+            if later:
+                return min(later, key=lambda c: int(c["n"]))
             time.sleep(0.2)
         raise AssertionError("the call did not end:\n" + "\n".join(self.command("log 40")))
+
+    def call(self, timeout: float = 60.0) -> dict:
+        """`dial`, then wait for the call's cost record; returns it."""
+        n = self.last_call()
+        self.command("dial")
+        return self.call_after(n, timeout)
 
     def drain(self, pop3: Pop3Ledger, rng, calls: int = 8) -> int:
         """Calls until nothing is queued or held, then every maildrop emptied by POP3.
         Returns the calls made."""
         self.command("queue retry all")  # anything the crashes left on a retry timer goes now
         made = 0
-        while made < calls and (self.queued() or self.isp.store("held")):
-            self.call(120)
+        while made < calls and (self.queued() or self.isp.store("held") or self.isp.mailbox()):
+            self.call(300)  # a long backlog after a soak's kills
             made += 1
         for u in USERS:
             pop3.collect(self.gw.pop3_port, u, 1.0, rng)  # type: ignore[union-attr]
@@ -300,6 +346,14 @@ class Office:
                     continue
             out[u] = box
         return out
+
+    def journal(self) -> set[str]:
+        """UIDLs in the multidrop UIDL journal (SPOOL/pop3.uidl, docs/inbound.md)."""
+        try:
+            text = (self.spool / "pop3.uidl").read_text("latin-1")
+        except OSError:
+            return set()
+        return {w[2] for w in (ln.split(" ") for ln in text.splitlines()) if len(w) == 3}
 
     def leftovers(self) -> list[str]:
         return [f"{d}/{n}" for d in ("tmp", "new") for n in os.listdir(self.spool / d)]
@@ -341,7 +395,9 @@ class Ledger:
 @dataclass
 class Tally:
     losses: list[str] = field(default_factory=list)
-    dup: dict[str, int] = field(default_factory=lambda: {"out": 0, "in": 0, "dsn": 0, "lan": 0})
+    dup: dict[str, int] = field(default_factory=lambda: {"out": 0, "in": 0, "dsn": 0, "lan": 0, "md": 0})
+    unjournaled: list[str] = field(default_factory=list)  # collected, still at the ISP, UIDL not journaled
+    journaled_at_isp: int = 0  # collected, still at the ISP, journaled: the journal keeps it from coming twice
     unacked_present: int = 0
     where: dict[str, int] = field(default_factory=dict)
 
@@ -355,7 +411,12 @@ def account(office: Office, ledger: Ledger, pop3: Pop3Ledger, final: bool = Fals
     More than one copy is a duplicate, counted by kind: "out" (at the ISP, or
     queued again: the dot was sent and its 250 lost), "in" (held mail the ISP sent
     again after the gateway committed it), "dsn", "lan" (a LAN message twice in
-    one maildrop: never allowed)."""
+    one maildrop: never allowed), "md" (a message of the ISP's POP3 mailbox
+    collected twice: the UIDL journal must prevent it).
+
+    `unjournaled`: mailbox messages the office has (a maildrop, a POP3 client)
+    that are still at the ISP with no UIDL journal line: the next call would
+    fetch them again (a duplicate in the making)."""
     t = Tally()
     copies: dict[tuple[str, str], int] = {}
 
@@ -368,6 +429,12 @@ def account(office: Office, ledger: Ledger, pop3: Pop3Ledger, final: bool = Fals
         for r in rcpts:
             for tag in tags:
                 add(tag, "user:" + r.partition("@")[0], "isp-held")
+    at_isp = {}
+    for uid, (rcpt, data) in office.isp.mailbox().items():
+        kind, tags = what(data)
+        for tag in tags:
+            add(tag, "user:" + rcpt.partition("@")[0], "isp-mailbox")
+            at_isp[(tag, "user:" + rcpt.partition("@")[0])] = uid
     for rcpts, data in office.isp.store("internet"):
         kind, tags = what(data)
         for r in rcpts:
@@ -379,6 +446,7 @@ def account(office: Office, ledger: Ledger, pop3: Pop3Ledger, final: bool = Fals
             for tag in tags:
                 add(tag, "dsn:alice" if r == REJECT else "ext:" + r, "queue")
     boxes = office.maildrops()
+    have = set()  # (tag, user) the office has
     for u in USERS:
         held = dict(pop3.took[u])
         held.update(boxes[u])
@@ -386,9 +454,14 @@ def account(office: Office, ledger: Ledger, pop3: Pop3Ledger, final: bool = Fals
             kind, tags = what(data)
             for tag in tags:
                 add(tag, ("dsn:" if kind == "dsn" else "user:") + u, "maildrop" if uid in boxes[u] else "pop3-client")
+                have.add((tag, "user:" + u))
         # RFC 1939: nothing the client did not delete (and then QUIT) is gone
         gone = pop3.seen[u] - set(boxes[u]) - pop3.may_be_gone[u]
         assert not gone, f"{u}: POP3 messages gone without DELE+QUIT: {sorted(gone)[:5]}"
+    if at_isp:
+        journaled = office.journal()
+        t.unjournaled = sorted(f"{k[0]} ({uid})" for k, uid in at_isp.items() if k in have and uid not in journaled)
+        t.journaled_at_isp = sum(1 for k, uid in at_isp.items() if k in have and uid in journaled)
     for tag, dests in ledger.dests.items():
         for dest in dests:
             n = copies.get((tag, dest), 0)
@@ -398,11 +471,12 @@ def account(office: Office, ledger: Ledger, pop3: Pop3Ledger, final: bool = Fals
                 t.unacked_present += 1 if n else 0
             if n > 1:
                 kind = ("dsn" if dest.startswith("dsn:") else "out" if dest.startswith("ext:")
-                        else "in" if tag.startswith("Ti") else "lan")
+                        else "in" if tag.startswith("Ti") else "md" if tag.startswith("Tp") else "lan")
                 t.dup[kind] += n - 1
     if final:
         assert not office.queued(), "the queue did not drain"
         assert not office.isp.store("held"), "the ISP still holds mail"
+        assert not office.isp.mailbox(), "mail left in the ISP's POP3 mailbox"
     return t
 
 

@@ -4,15 +4,21 @@ While LAN clients submit mail (local, remote, fan-out to both, and to a
 recipient the ISP refuses), the ISP holds inbound mail for office.test, a POP3
 client retrieves and deletes, and dial sessions run one after another (queue
 run, ETRN, the ISP's flush back over the modem line, linger; or, in the odmr
-run, ATRN on the gateway's own connection and the ISP delivering into it),
-the gateway process is SIGKILLed at random moments: 20 times (`make test`: 10
-with ETRN, 10 with ODMR), 200 with DIALGATE_SOAK=1 (`make soak`: 100 each). After each restart (recovery done), with the
-load paused: every message that got 250 has a copy in a maildrop, the queue,
-the ISP (held or delivered), a POP3 client, or a DSN to its sender; nothing a
-POP3 client did not QUIT after deleting is gone; tmp/ and new/ are empty.
-Finally the office drains (calls until nothing is queued or held, every
-maildrop fetched) and each message is counted: losses must be 0; duplicates
-are counted by kind and must come only from "reply lost after the commit".
+run, ATRN on the gateway's own connection and the ISP delivering into it; in
+the pop3 run, besides the ETRN, the Internet also writes into the ISP's POP3
+multidrop mailbox, which every call collects after the ETRN: RETR, commit,
+UIDL journaled, DELE, QUIT), the gateway process is SIGKILLed at random
+moments: 30 times (`make test`: 10 with ETRN, 10 with ODMR, 10 with ETRN and
+multidrop), 300 with DIALGATE_SOAK=1 (`make soak`: 100 each). After each
+restart (recovery done), with the load paused: every message that got 250 (or
+was put in the ISP's mailbox) has a copy in a maildrop, the queue, the ISP
+(held, in its mailbox, or delivered), a POP3 client, or a DSN to its sender;
+nothing a POP3 client did not QUIT after deleting is gone; tmp/ and new/ are
+empty. Finally the office drains (calls until nothing is queued, held or in
+the mailbox, every maildrop fetched) and each message is counted: losses must
+be 0; duplicates are counted by kind and must come only from "reply lost
+after the commit"; a mailbox message collected twice ("md") must not happen
+at all (the UIDL journal is written before DELE).
 
 Run with `-s` for the figures.
 """
@@ -41,6 +47,8 @@ class Load:
         self.errors: list[str] = []
         # (work, seconds between two of its operations)
         self.workers = [(self.submit, 0.2), (self.inject, 0.6), (self.collect, 0.3), (self.dial, 1.5)]
+        if office.isp.pop3_port:
+            self.workers.append((self.mailbox, 0.6))
         self.locks = [threading.Lock() for _ in self.workers]
         self.threads = [threading.Thread(target=self.loop, args=(f, gap, lk, random.Random(self.rng.random())),
                                          daemon=True)
@@ -91,6 +99,13 @@ class Load:
         self.o.hold(tag, rcpts, rng.choice([500, 1500, 6000]))
         self.ledger.acked[tag] = True  # held by the ISP (which is never killed)
 
+    def mailbox(self, rng: random.Random) -> None:
+        tag = self.tag("p")
+        rcpts = rng.choice([["alice@office.test"], ["bob@office.test"], ["alice@office.test", "carol@office.test"]])
+        self.ledger.add(tag, rcpts, inbound=True)
+        self.o.mail_to_mailbox(tag, rcpts, rng.choice([500, 1500, 6000]) if rng.random() < 0.9 else 30000)
+        self.ledger.acked[tag] = True  # in the ISP's mailbox (the ISP is never killed)
+
     def collect(self, rng: random.Random) -> None:
         self.pop3.collect(self.o.gw.pop3_port, rng.choice(USERS), 0.7, rng)  # type: ignore[union-attr]
 
@@ -111,21 +126,33 @@ class Load:
             th.join(10)
 
 
-@pytest.mark.parametrize("ask", ["etrn", "odmr"])
+@pytest.mark.parametrize("ask", ["etrn", "odmr", "pop3"])
 def test_sigkill_the_whole_gateway_under_load(tmp_path, ask):
     kills = 100 if SOAK else 10
-    rng = random.Random(12 if ask == "etrn" else 13)
-    office = Office(tmp_path, bps=1_000_000, odmr=ask == "odmr")
+    rng = random.Random({"etrn": 12, "odmr": 13, "pop3": 14}[ask])
+    office = Office(tmp_path, bps=1_000_000, odmr=ask == "odmr", pop3=ask == "pop3")
     ledger, pop3 = Ledger(), Pop3Ledger()
     load = Load(office, ledger, pop3, 99)
     t0 = time.monotonic()
     recovered = {"tmp": 0, "fanout": 0, "orphans": 0}
     phases: dict[str, int] = {}
     spent = {"pause": 0.0, "account": 0.0, "drain": 0.0}
+    unjournaled: list[str] = []  # pop3: collected, still at the ISP, UIDL not journaled (would come twice)
+    saved = 0  # pop3: collected, still at the ISP after a kill, journaled (the next call only DELEs it)
     try:
-        for _ in range(kills):
+        for k in range(kills):
             load.go.set()
-            time.sleep(rng.uniform(0.2, 2.5))
+            if ask == "pop3" and k % 2:
+                # every other kill aimed at the collection: once the gateway logged in
+                # to the ISP mailbox, somewhere in its RETR / commit / journal / DELE / QUIT
+                logins = (tmp_path / "isp.out").read_text().count("isp: POP3 login")
+                deadline = time.monotonic() + 15
+                while (tmp_path / "isp.out").read_text().count("isp: POP3 login") == logins \
+                        and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(rng.uniform(0, 0.5))
+            else:
+                time.sleep(rng.uniform(0.2, 2.5))
             calling = office.modem()["state"]
             phases[calling] = phases.get(calling, 0) + 1
             office.gw.kill()  # type: ignore[union-attr]
@@ -143,6 +170,8 @@ def test_sigkill_the_whole_gateway_under_load(tmp_path, ask):
             t = account(office, ledger, pop3)
             spent["account"] += time.monotonic() - t1
             assert not t.losses, f"lost after a SIGKILL: {t.losses[:10]}"
+            unjournaled += t.unjournaled
+            saved += t.journaled_at_isp
             assert t.dup["lan"] == 0, "a LAN message twice in a maildrop"
             assert not office.leftovers(), office.leftovers()
         load.close()
@@ -153,13 +182,22 @@ def test_sigkill_the_whole_gateway_under_load(tmp_path, ask):
     finally:
         load.close()
         office.close()
+    isp_log = (tmp_path / "isp.out").read_text()
+    md = (f"multidrop: {isp_log.count('isp: POP3 login')} logins to the ISP mailbox, "
+          f"{isp_log.count('isp: POP3 session cut')} cut by a kill or the drop before QUIT; "
+          f"{saved} copies collected but still at the ISP at a restart, journaled; ") if ask == "pop3" else ""
     acked = sum(1 for v in ledger.acked.values() if v)
     print(f"\n# whole-gateway SIGKILL ({ask}): {kills} kills in {time.monotonic() - t0:.0f}s (modem state at the kill: "
           f"{phases}); {len(ledger.dests)} messages sent, {acked} got 250, {len(ledger.dests) - acked} cut before "
           f"the 250 ({t.unacked_present} of those delivered anyway); recovery removed {recovered['tmp']} tmp "
           f"files, finished {recovered['fanout']} fan-outs, freed {recovered['orphans']} bodies; "
-          f"{pop3.sessions} POP3 sessions ({pop3.quits_ok} QUIT +OK); drain: {calls} calls; copies: {t.where}; "
-          f"losses {len(t.losses)}; duplicates (reply lost after the commit): {t.dup}; seconds {spent}")
+          f"{pop3.sessions} POP3 sessions ({pop3.quits_ok} QUIT +OK); {md}drain: {calls} calls; copies: {t.where}; "
+          f"losses {len(t.losses)}; duplicates (reply lost after the commit): {t.dup}; "
+          f"mailbox copies unjournaled at a restart: {len(unjournaled)} {unjournaled[:5]}; seconds {spent}")
     assert not t.losses, t.losses[:10]
     assert t.dup["lan"] == 0
+    assert t.dup["md"] == 0, "a message of the ISP's POP3 mailbox collected twice"
     assert acked >= kills * 2, "the load hardly ran"
+    if ask == "pop3":
+        assert t.where.get("isp-mailbox", 0) == 0 and sum(1 for tag in ledger.dests if tag.startswith("Tp")) >= kills, \
+            "the multidrop load hardly ran"
