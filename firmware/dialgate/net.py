@@ -240,8 +240,8 @@ class Net:
             if not n:
                 s.on_eof()
                 break
-            conn.last = compat.ticks_ms()
             fr.received(n)
+            s0 = fr.start
             while True:
                 while fr.process(st.write):
                     if obuf is None:
@@ -257,6 +257,12 @@ class Net:
                 from .net_out import hand_over
 
                 s = hand_over(conn, fr)  # and frame what is already buffered for it
+            # The idle deadline restarts on a DATA block (raw), or on a command
+            # once its line is complete (RFC 5321 §4.5.3.2.7: the server times out
+            # awaiting the next command): a client trickling a byte a second, or
+            # an endless line being discarded, is still cut at the deadline.
+            if s.raw or (fr.start != s0 and not fr.discarding):
+                conn.last = compat.ticks_ms()
 
 
 async def _refuse(stream, kind, busy):

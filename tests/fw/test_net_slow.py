@@ -1,0 +1,96 @@
+"""Slow and idle clients are cut at the deadline, without holding up others
+(issue 12): net's idle deadline restarts on a complete command line or a DATA
+block, not on each octet, so a client that trickles a byte at a time into a
+command (slowloris) is closed at `timeout_ms` like an idle one (RFC 5321
+§4.5.3.2.7), while a client that keeps completing commands is not."""
+
+import asyncio
+
+import smtpfakes
+from smtpfakes import LAN
+
+from dialgate import compat, net
+
+
+class Trickle:
+    """A stream whose peer sends `chunks` one per read, `gap_ms` apart, then goes quiet."""
+
+    def __init__(self, chunks, gap_ms):
+        self.chunks = list(chunks)
+        self.gap = gap_ms / 1000
+        self.out = []
+        self.closed = False
+
+    async def readinto(self, buf):
+        while not self.chunks:
+            if self.closed:
+                return 0
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(self.gap)
+        if self.closed:  # the test is over: the peer hangs up
+            return 0
+        c = self.chunks.pop(0)
+        buf[: len(c)] = c
+        return len(c)
+
+    def write(self, b):
+        self.out.append(bytes(b))
+
+    async def drain(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+    async def wait_closed(self):
+        pass
+
+
+def _run(streams, timeout_ms, wait_ms):
+    """Drive a session per stream over one Net; the watchdog sweeps every 20 ms."""
+    n = net.Net(1024, 4, 5)
+    sessions = []
+
+    async def main():
+        tasks = []
+        for st in streams:
+            s = smtpfakes.service(spool=smtpfakes.FakeSpool(keep=False)).session(LAN)
+            s.timeout_ms = timeout_ms
+            sessions.append(s)
+            tasks.append(asyncio.create_task(n.drive(st, s, "smtp", None, False)))
+        t0 = compat.ticks_ms()
+        while compat.ticks_diff(compat.ticks_ms(), t0) < wait_ms:
+            await asyncio.sleep(0.02)
+            n.sweep(compat.ticks_ms())
+        for st in streams:
+            st.closed = True
+        for t in tasks:
+            try:
+                await t
+            except asyncio.CancelledError:
+                pass
+
+    asyncio.run(main())
+    return sessions
+
+
+def test_a_byte_at_a_time_is_cut_at_the_deadline_while_others_go_on():
+    slow = Trickle([bytes([c]) for c in b"EHLO a-very-slow-client.example\r\n"], 60)  # 2 s for one line
+    idle = Trickle([], 0)
+    busy = Trickle([b"NOOP\r\n"] * 500, 40)  # a command every 40 ms until the end: never idle for 300 ms
+    s_slow, s_idle, s_busy = _run([slow, idle, busy], 300, 1500)
+    text = b"".join(slow.out)
+    assert b"421" in text and b"250" not in text, text  # cut before its line was complete
+    assert b"421" in b"".join(idle.out)
+    out = b"".join(busy.out)
+    assert out.count(b"250 2.0.0 Ok") >= 10 and b"421" not in out, out
+    assert s_slow.closing and s_idle.closing
+
+
+def test_a_slow_data_transfer_is_not_cut_while_blocks_arrive():
+    lines = [b"EHLO pc\r\n", b"MAIL FROM:<a@office.test>\r\n", b"RCPT TO:<alice@office.test>\r\n", b"DATA\r\n"]
+    body = [b"Subject: slow\r\n\r\n"] + [b"line %d\r\n" % i for i in range(20)] + [b".\r\n", b"QUIT\r\n"]
+    st = Trickle(lines + body, 60)  # 25 blocks 60 ms apart, the deadline 300 ms
+    _run([st], 300, 2200)
+    out = b"".join(st.out)
+    assert b"250 2.0.0 Ok: queued as" in out and b"421" not in out, out
