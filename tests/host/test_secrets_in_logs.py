@@ -39,6 +39,19 @@ def _pop3_auth_plain(port: int, user: str, pw: str) -> bytes:
         return reply
 
 
+def _console(port: int, lines: str) -> bytes:
+    """Type `lines` at the TCP console (they end with quit); everything it answered."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(lines.encode())
+        got = b""
+        while b"bye" not in got:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    return got
+
+
 @pytest.mark.parametrize("runtime", ["cpython", "upy"])
 def test_no_secret_of_any_login_path_in_the_logs(tmp_path, runtime):
     gw = Gateway(tmp_path, runtime=runtime, mpy=runtime == "upy", heap="512K")
@@ -80,23 +93,9 @@ def test_no_secret_of_any_login_path_in_the_logs(tmp_path, runtime):
         assert gw.command(f"user passwd alice {NEW_PW}")[0]
         assert gw.command(f"config set relay.password {ISP_PW}")[0]
         assert gw.command(f"console passwd {CONSOLE_PW}")[0]
-        with socket.create_connection(("127.0.0.1", gw.console_port), timeout=10) as c:
-            c.sendall(f"login {WRONG_PW}\r\nlogin {CONSOLE_PW}\r\nstatus\r\nquit\r\n".encode())
-            seen = b""
-            while b"bye" not in seen:
-                chunk = c.recv(4096)
-                if not chunk:
-                    break
-                seen += chunk
+        seen = _console(gw.console_port, f"login {WRONG_PW}\r\nlogin {CONSOLE_PW}\r\nstatus\r\nquit\r\n")
         assert b"ERR" in seen and b"version:" in seen, seen[-300:]
-        with socket.create_connection(("127.0.0.1", gw.console_port), timeout=10) as c:
-            c.sendall(f"login {CONSOLE_PW}\r\nlog 400\r\nquit\r\n".encode())
-            ring = b""
-            while b"bye" not in ring:
-                chunk = c.recv(65536)
-                if not chunk:
-                    break
-                ring += chunk
+        ring = _console(gw.console_port, f"login {CONSOLE_PW}\r\nlog 400\r\nquit\r\n")
     finally:
         gw.stop()
     logged = (tmp_path / "log" / "dialgate.log").read_text() + gw.output() + ring.decode("utf-8", "replace")
