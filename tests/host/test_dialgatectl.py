@@ -27,7 +27,8 @@ def office(tmp_path_factory):
     """A gateway with two weeks of cost log, an always-on uplink whose smarthost
     refuses (so queued mail has tries and a last error), and two queued messages."""
     d = tmp_path_factory.mktemp("ctl")
-    costlog_sample.write(d / "spool", costlog_sample.records())
+    recs = costlog_sample.records()
+    costlog_sample.write(d / "spool", recs)
     over = dict(costlog_sample.CONFIG, **{"link.type": "always-on", "relay.smarthost": "127.0.0.1:9"})
     gw = Gateway(d, over)
     s = smtplib.SMTP("127.0.0.1", gw.smtp_port, local_hostname="pc.office.test")
@@ -38,7 +39,8 @@ def office(tmp_path_factory):
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:  # the always-on "call" tries them at once, and fails
         ok, lines, _ = gw.command("queue list")
-        if len([x for x in lines if "; last: " in x]) == 2:
+        _ok, st, _ = gw.command("stats")  # and the failed call's cost record is written (at its end)
+        if len([x for x in lines if "; last: " in x]) == 2 and f"online sessions: {len(recs) + 1}" in st:
             break
         time.sleep(0.2)
     yield gw
