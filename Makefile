@@ -69,7 +69,7 @@ flash: $(STAMP)
 	$(PY) -m host_tools.deploy --board $(BOARD) $(if $(PORT),--port $(PORT)) $(if $(CONFIG),--config $(CONFIG))
 
 firmware: $(STAMP)
-	$(PY) -m host_tools.firmware --board $(BOARD) $(if $(MICROPY_DIR),--micropy-dir $(MICROPY_DIR))
+	$(PY) -m host_tools.firmware --board $(BOARD) $(if $(MICROPY_DIR),--micropy-dir $(MICROPY_DIR)) $(if $(ROMFS),--romfs)
 
 console: $(STAMP)
 	$(PY) -m host_tools.dialgatectl $(if $(PORT),--port $(PORT))

@@ -187,7 +187,7 @@ except OSError:
 _s = os.statvfs('.')
 try:
     import dialgate
-    _z = dialgate.__file__.startswith('.frozen')
+    _z = dialgate.__file__.startswith(('.frozen', '/rom'))  # frozen in, or in a ROMFS partition
 except ImportError:
     _z = False
 print(repr((tuple(sys.implementation.version[:3]), getattr(sys.implementation, '_mpy', 0), sys.platform,
