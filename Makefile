@@ -49,7 +49,7 @@ lint: $(STAMP)
 	$(PY) -m host_tools.lint_firmware --typecheck esp32 --stubs $(VENV)/stubs/esp32
 
 test-py: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 test-upy: $(STAMP)
 	$(PY) -m host_tools.upy_test --micropython $(UPY) --heap $(UPY_HEAP)
