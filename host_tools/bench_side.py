@@ -635,8 +635,9 @@ Written by `make bench` (host_tools/bench_side.py); do not edit by hand. Each
 load ran on both sides in one interleaved run (dialgate, peer, dialgate, peer,
 …), {reps} times; the figures are medians, and the ratio column is the median
 of the per-repetition ratios dialgate/peer with their spread. Durable on both
-sides: a dialgate message counts at its 250 (after the spool commit's fsyncs),
-a Postfix message once virtual(8) has delivered it into the Maildir. The
+sides: a dialgate message counts at its 250 (after the spool commit's fsyncs;
+sessions that commit together share a directory fsync, docs/storage.md), a
+Postfix message once virtual(8) has delivered it into the Maildir. The
 dialgate side is one gateway process under CPython (host profile:
 `net.max_connections` from boards/host.json, so a burst beyond it gets a polite 421); the peer is
 Postfix (SMTP) and Dovecot (POP3), each from its own config directory on
