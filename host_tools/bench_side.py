@@ -1,6 +1,6 @@
 """dialgate side by side with Postfix and Dovecot on this machine (issue 11).
 
-    python3 -m host_tools.bench_side [--reps 3] [--small] [--out docs/performance.md] [--no-strace]
+    python3 -m host_tools.bench_side [--reps 3] [--small] [--quick] [--out docs/performance.md] [--no-strace]
 
 Installs the peers from Debian (postfix with its `smtp-source`, dovecot-pop3d,
 strace) through host_tools.pkgs, starts them on loopback from their own config
@@ -500,7 +500,7 @@ def install() -> None:
         raise SystemExit("bench_side: Postfix's and Dovecot's masters must start as root")
 
 
-def run(reps: int, sizes: dict, strace: bool) -> tuple[list[tuple], list[str]]:
+def run(reps: int, sizes: dict, strace: bool, quick: bool = False) -> tuple[list[tuple], list[str]]:
     work = Path(tempfile.mkdtemp(prefix="bench-side-"))
     work.chmod(0o755)
     rows: list[tuple] = []
@@ -546,53 +546,54 @@ def run(reps: int, sizes: dict, strace: bool) -> tuple[list[tuple], list[str]]:
         measure("SMTP 8 clients x 4 KB, smtplib", "msg/s", "higher", smtp4k)
         measure("SMTP 8 clients x 4 KB, smtp-source", "msg/s", "higher",
                 lambda s: smtp_source(s, 8, sizes["smtp4k"], 4096))
-        measure("SMTP 8 clients x 100 KB, smtplib", "msg/s", "higher",
-                lambda s: smtp_python(s, 8, sizes["smtp100k"], 102400))
-        measure("SMTP 8 clients x 100 KB, smtp-source", "msg/s", "higher",
-                lambda s: smtp_source(s, 8, sizes["smtp100k"], 102400))
-        bursts: dict[str, list[tuple[int, float]]] = {"dialgate": [], "peer": []}
+        if not quick:  # --quick: the 4 KB SMTP loads and the fsync counts only
+            measure("SMTP 8 clients x 100 KB, smtplib", "msg/s", "higher",
+                    lambda s: smtp_python(s, 8, sizes["smtp100k"], 102400))
+            measure("SMTP 8 clients x 100 KB, smtp-source", "msg/s", "higher",
+                    lambda s: smtp_source(s, 8, sizes["smtp100k"], 102400))
+            bursts: dict[str, list[tuple[int, float]]] = {"dialgate": [], "peer": []}
 
-        def burst_served(s: Side) -> float:
-            r = burst(s, sizes["burst"])
-            bursts[s.name].append(r)
-            return r[0]
+            def burst_served(s: Side) -> float:
+                r = burst(s, sizes["burst"])
+                bursts[s.name].append(r)
+                return r[0]
 
-        measure(f"{sizes['burst']} clients connecting at once, 4 KB each: served", "clients", "higher",
-                burst_served)
-        for name in ("dialgate", "peer"):
-            bursts[name] = bursts[name][-reps:]
-        p99 = {n: [b[1] for b in v] for n, v in bursts.items()}
-        ratios = [a / b if b else float("nan") for a, b in zip(p99["dialgate"], p99["peer"], strict=True)]
-        row = ("  the same burst: connect to greeting, p99", "ms", statistics.median(p99["dialgate"]),
-               statistics.median(p99["peer"]), statistics.median(ratios), min(ratios), max(ratios), "lower")
-        rows.append(row)
-        print("  " + fmt_row(row), flush=True)
-        measure("POP3 RETR 4 KB, 1 client", "msg/s", "higher", lambda s: pop_retr(s, ("p1",), sizes["pop4k"]))
-        measure("POP3 RETR 4 KB, 4 clients", "msg/s", "higher", lambda s: pop_retr(s, POP_USERS, sizes["pop4k"]))
-        measure("POP3 RETR 1 MB, 1 client", "msg/s", "higher", lambda s: pop_retr(s, ("big",), sizes["pop1m"]))
-        measure(f"POP3 login + UIDL + LIST, {sizes['drop']} messages, warm", "ms", "lower",
-                lambda s: pop_list(s, False))
-        if drop_caches():
-            measure(f"POP3 login + UIDL + LIST, {sizes['drop']} messages, cold", "ms", "lower",
-                    lambda s: pop_list(s, True))
-            notes.append("Cold: `sync; echo 3 > /proc/sys/vm/drop_caches` before each cold login on both sides "
-                         "(the write was accepted; in a container it may not empty the host's whole page cache).")
-        else:
-            notes.append("Cold LIST not measured: writing /proc/sys/vm/drop_caches is not permitted here.")
-        dgi, pei = idle["dialgate"], idle["peer"]
-        dgl, pel = load_mem.get("dialgate", (0, 0, 0)), load_mem.get("peer", (0, 0, 0))
-        mem = [("memory idle: RSS", dgi[0], pei[0]), ("memory idle: PSS", dgi[1], pei[1]),
-               ("memory under SMTP 4 KB load: RSS (peak)", dgl[0], pel[0]),
-               ("memory under SMTP 4 KB load: PSS (peak)", dgl[1], pel[1])]
-        for label, a, b in mem:
-            row = (label, "MiB", a, b, a / b if b else float("nan"), 0, 0, "lower")
+            measure(f"{sizes['burst']} clients connecting at once, 4 KB each: served", "clients", "higher",
+                    burst_served)
+            for name in ("dialgate", "peer"):
+                bursts[name] = bursts[name][-reps:]
+            p99 = {n: [b[1] for b in v] for n, v in bursts.items()}
+            ratios = [a / b if b else float("nan") for a, b in zip(p99["dialgate"], p99["peer"], strict=True)]
+            row = ("  the same burst: connect to greeting, p99", "ms", statistics.median(p99["dialgate"]),
+                   statistics.median(p99["peer"]), statistics.median(ratios), min(ratios), max(ratios), "lower")
             rows.append(row)
             print("  " + fmt_row(row), flush=True)
-        cap = json.loads((ROOT / "boards" / "host.json").read_text())["net"]["max_connections"]
-        notes.append(f"Burst: dialgate's host profile caps sessions at net.max_connections = {cap}; "
-                     "clients over the cap get an immediate 421 and count as not served.")
-        notes.append(f"Processes: dialgate {dgi[2]} idle, {dgl[2]} under load; Postfix + Dovecot {pei[2]} idle, "
-                     f"{pel[2]} under load.")
+            measure("POP3 RETR 4 KB, 1 client", "msg/s", "higher", lambda s: pop_retr(s, ("p1",), sizes["pop4k"]))
+            measure("POP3 RETR 4 KB, 4 clients", "msg/s", "higher", lambda s: pop_retr(s, POP_USERS, sizes["pop4k"]))
+            measure("POP3 RETR 1 MB, 1 client", "msg/s", "higher", lambda s: pop_retr(s, ("big",), sizes["pop1m"]))
+            measure(f"POP3 login + UIDL + LIST, {sizes['drop']} messages, warm", "ms", "lower",
+                    lambda s: pop_list(s, False))
+            if drop_caches():
+                measure(f"POP3 login + UIDL + LIST, {sizes['drop']} messages, cold", "ms", "lower",
+                        lambda s: pop_list(s, True))
+                notes.append("Cold: `sync; echo 3 > /proc/sys/vm/drop_caches` before each cold login on both sides "
+                             "(the write was accepted; in a container it may not empty the host's whole page cache).")
+            else:
+                notes.append("Cold LIST not measured: writing /proc/sys/vm/drop_caches is not permitted here.")
+            dgi, pei = idle["dialgate"], idle["peer"]
+            dgl, pel = load_mem.get("dialgate", (0, 0, 0)), load_mem.get("peer", (0, 0, 0))
+            mem = [("memory idle: RSS", dgi[0], pei[0]), ("memory idle: PSS", dgi[1], pei[1]),
+                   ("memory under SMTP 4 KB load: RSS (peak)", dgl[0], pel[0]),
+                   ("memory under SMTP 4 KB load: PSS (peak)", dgl[1], pel[1])]
+            for label, a, b in mem:
+                row = (label, "MiB", a, b, a / b if b else float("nan"), 0, 0, "lower")
+                rows.append(row)
+                print("  " + fmt_row(row), flush=True)
+            cap = json.loads((ROOT / "boards" / "host.json").read_text())["net"]["max_connections"]
+            notes.append(f"Burst: dialgate's host profile caps sessions at net.max_connections = {cap}; "
+                         "clients over the cap get an immediate 421 and count as not served.")
+            notes.append(f"Processes: dialgate {dgi[2]} idle, {dgl[2]} under load; Postfix + Dovecot {pei[2]} idle, "
+                         f"{pel[2]} under load.")
         if strace and shutil.which("strace"):
             n = sizes["fsync"]
             for s in sides:
@@ -634,8 +635,9 @@ Written by `make bench` (host_tools/bench_side.py); do not edit by hand. Each
 load ran on both sides in one interleaved run (dialgate, peer, dialgate, peer,
 …), {reps} times; the figures are medians, and the ratio column is the median
 of the per-repetition ratios dialgate/peer with their spread. Durable on both
-sides: a dialgate message counts at its 250 (after the spool commit's fsyncs),
-a Postfix message once virtual(8) has delivered it into the Maildir. The
+sides: a dialgate message counts at its 250 (after the spool commit's fsyncs;
+sessions that commit together share a directory fsync, docs/storage.md), a
+Postfix message once virtual(8) has delivered it into the Maildir. The
 dialgate side is one gateway process under CPython (host profile:
 `net.max_connections` from boards/host.json, so a burst beyond it gets a polite 421); the peer is
 Postfix (SMTP) and Dovecot (POP3), each from its own config directory on
@@ -657,10 +659,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--small", action="store_true", help="tiny sizes (the smoke test)")
     ap.add_argument("--out", default=str(OUT), help="markdown file to write ('' for none)")
     ap.add_argument("--no-strace", action="store_true")
+    ap.add_argument("--quick", action="store_true",
+                    help="only the 4 KB SMTP loads and the fsync counts (docs/storage.md's figures)")
     a = ap.parse_args(argv)
     install()
     t0 = time.perf_counter()
-    rows, notes = run(a.reps, SMALL if a.small else FULL, not a.no_strace)
+    rows, notes = run(a.reps, SMALL if a.small else FULL, not a.no_strace, a.quick)
     took = time.perf_counter() - t0
     print(table(rows))
     for n in notes:

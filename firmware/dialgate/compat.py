@@ -429,6 +429,11 @@ if MICROPYTHON:
         except OSError:
             pass
 
+    def commit_group():
+        """A group committer for net, or None: run spool commits inline. MicroPython's
+        asyncio has no threads for fsyncs (and littlefs commits on close)."""
+        return None
+
 else:  # CPython's (reader, writer) pairs: the adapter lives in compat_cpython, never loaded on a board
 
     async def start_server(cb, host, port, backlog=5):
@@ -443,6 +448,13 @@ else:  # CPython's (reader, writer) pairs: the adapter lives in compat_cpython, 
 
     async def wait_closed(stream):
         await stream.wait_closed()
+
+    def commit_group():
+        """net's group committer: spool commits' fsyncs in worker threads, shared
+        between sessions, while the loop serves the others (compat_cpython.CommitGroup)."""
+        from .compat_cpython import CommitGroup
+
+        return CommitGroup()
 
 
 def stdin_stream():

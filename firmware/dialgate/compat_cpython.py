@@ -7,6 +7,8 @@ gives the pair the MicroPython subset the firmware uses.
 
 import asyncio
 
+from . import compat
+
 
 class Stream:
     """CPython's (reader, writer) as a MicroPython Stream: readinto, read, write,
@@ -69,3 +71,107 @@ async def start_tls_server(stream, ctx):
     protocol.connection_made(transport)
     writer = asyncio.StreamWriter(transport, protocol, reader, loop)  # type: ignore
     return Stream(reader, writer)
+
+
+# ---- group commit: the spool's fsyncs in worker threads (docs/storage.md "Commit") ----
+
+_POOL = []  # the executor, made on first use: a gateway that never commits starts no thread
+_WORKERS = 4  # fsyncs in flight at once; the kernel's journal joins concurrent ones anyway
+
+
+def _executor():
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL.append(ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="dialgate-fsync"))
+    return _POOL[0]
+
+
+class CommitGroup:
+    """Finishes spool commit jobs (SpoolWriter.start_commit) for net without blocking the event loop.
+
+    One task drives every unfinished job in rounds. A round takes the jobs that
+    arrived since the last one, fsyncs every file in the jobs' requests (each its
+    own, in parallel worker threads), steps the jobs those were for (their renames
+    run here, on the loop), then fsyncs every directory the requests name once,
+    for all the jobs that want it, and steps those. Sessions that finish DATA
+    while a round's fsyncs are in flight join the next round, so under load one
+    directory fsync covers several messages, and a lone message waits for no
+    timer. A job's session gets its reply only once its job has finished.
+    """
+
+    def __init__(self):
+        self._new = []  # (job, future) not yet in a round
+        self._task = None
+        self.rounds = 0  # (tests, benchmarks)
+
+    async def complete(self, job):
+        """Return once `job` has finished (job.error says how)."""
+        fut = asyncio.get_running_loop().create_future()  # type: ignore
+        self._new.append((job, fut))
+        if self._task is None:
+            self._task = asyncio.create_task(self._drive())
+        await asyncio.shield(fut)  # a session cut meanwhile leaves its commit to finish here
+
+    async def _drive(self):
+        live = []  # [job, future, request, error]
+        try:
+            while self._new or live:
+                new = [[job, fut, (), None] for job, fut in self._new]
+                self._new = []
+                live = _step(live + new, new)
+                self.rounds += 1
+                for files in (True, False):
+                    live = _step(live, await _sync(live, files))
+        finally:
+            self._task = None
+            for e in live + [[j, f] for j, f in self._new]:
+                if not e[1].done():
+                    e[1].cancel()  # (the loop is going down): no reply, recovery at the next start
+            self._new = []
+
+
+def _step(live, ready):
+    """Step the jobs in `ready` (their requests done) -> the jobs still unfinished."""
+    for e in ready:
+        req = e[0].step(e[3])
+        e[3] = None
+        while req is not None and not req:
+            req = e[0].step()
+        if req is None:
+            if not e[1].done():
+                e[1].set_result(None)
+        e[2] = req
+    return [e for e in live if e[2] is not None]
+
+
+async def _sync(live, files):
+    """Sync the file items (files=True) or the directory items of every request,
+    each distinct item once -> the entries whose requests are now done."""
+    want = {}
+    for e in live:
+        for x in e[2]:
+            if isinstance(x, str) != files:
+                want.setdefault(x if isinstance(x, str) else id(x), (x, []))[1].append(e)
+    if not want:
+        return []
+    from .spool import sync as spool_sync
+
+    loop = asyncio.get_running_loop()  # type: ignore
+    pool = _executor()
+    items = list(want.values())
+    res = await asyncio.gather(*[loop.run_in_executor(pool, spool_sync, x) for x, _es in items],
+                               return_exceptions=True)  # type: ignore
+    touched = {}
+    for (x, es), r in zip(items, res):
+        if isinstance(r, BaseException):
+            if not isinstance(r, OSError):
+                r = OSError(5, "sync failed: %s" % compat.exc_text(r))
+        elif isinstance(x, str):
+            es[0][0].spool.flash.syncs += 1  # (spool.Flash's wear counter: one fsync, however many jobs)
+        for e in es:
+            e[2] = tuple([y for y in e[2] if y != x])  # (equal paths: one fsync for all)
+            if r is not None and e[3] is None:
+                e[3] = r
+            touched[id(e)] = e
+    return [e for e in touched.values() if not e[2]]

@@ -103,7 +103,7 @@ class Maildrop:
         self.drops = drops
         self.user = user
         self.dir = drops.spool.mail_dir(user)
-        self._msgs = _snapshot(self.dir, drops.spool.path("body") + "/")
+        self._msgs = _snapshot(self.dir, drops.spool.path("body") + "/", drops.spool.inflight)
         self._open = True
 
     def messages(self):
@@ -190,7 +190,7 @@ class MessageList:
         return (self.uid(i), self.sizes[i])
 
 
-def _snapshot(path, body_dir):
+def _snapshot(path, body_dir, hide):
     """List a maildrop directory into a MessageList sorted by uid (= by age).
 
     Two passes over compat.files_in (entry by entry, no list of names): one to
@@ -211,6 +211,8 @@ def _snapshot(path, body_dir):
     for name, size in compat.files_in(path):
         stub = name.endswith(_REF)
         uid = name[: -len(_REF)] if stub else name
+        if hide and uid in hide:
+            continue
         try:
             if stub:
                 size = compat.file_size(body_dir + uid)

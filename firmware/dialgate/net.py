@@ -57,6 +57,10 @@ class Net:
         self.listening = []  # "kind host:port" strings for status
         self._pool = []  # buffers of closed sessions, reused
         self._watchdog = None
+        # Sessions' jobs (proto.Session.job: the spool commit behind SMTP's 250):
+        # CPython finishes them in compat's group committer (fsyncs in worker
+        # threads, shared); a board runs each inline in the Framer, as before.
+        self._commits = compat.commit_group()
 
     async def listen(self, kind, host, port, factory):
         """Accept connections on host:port; `factory(peer)` makes a proto.Session."""
@@ -179,6 +183,14 @@ class Net:
         s = conn.session
         st = conn.stream
         await st.drain()
+        j = s.job
+        if j is not None:  # nothing more for this session until it has finished
+            await self._commits.complete(j)
+            s.job = None
+            r = s.on_job(j)
+            if r:
+                st.write(r)
+                await st.drain()
         p = s.producer
         if p is not None:
             omv = memoryview(obuf)
@@ -221,6 +233,7 @@ class Net:
 
     async def _run(self, conn):
         fr = Framer(conn.session, self.buffer_size, self._buffer())
+        fr.defer = self._commits is not None
         try:
             await self._serve_buffered(conn, fr)
         finally:
@@ -244,7 +257,7 @@ class Net:
             s0 = fr.start
             while True:
                 while fr.process(st.write):
-                    if obuf is None:
+                    if obuf is None and s.producer is not None:
                         obuf = conn.obuf = self._send_buffer()
                     await self._flush(conn, obuf)
                 await st.drain()

@@ -18,6 +18,13 @@ class Session:
     # session, not net, picks the moment to end: between transactions.
     lifetime_ms = 0
     expired = False
+    # Work that must be finished before the session says more or reads on: the
+    # spool commit behind SMTP's 250 (SpoolWriter.start_commit). The Framer runs it there
+    # and then (`job.run()`), unless its driver defers jobs (`Framer.defer`: net
+    # on CPython, whose group committer fsyncs in worker threads while other
+    # sessions go on); either way on_job(job) then gives the reply (bytes), once
+    # job.error says how it went. Only a session that sets a job needs on_job.
+    job = None
 
     def __init__(self, peer):
         self.peer = peer  # (ip, port)
@@ -90,9 +97,11 @@ class Framer:
     until it returns False. `process` hands each complete line (or raw chunk)
     to the session and passes replies to `write(bytes)`. It returns True when
     the session wants the transport to act first (stream `producer`, honour
-    `pause_ms`) and must be called again after that. It stops, leaving the
+    `pause_ms`, finish a deferred `job`) and must be called again after that. It stops, leaving the
     rest buffered, once the session asks for TLS or hands the connection over.
     """
+
+    defer = False  # True: leave a session's job to the driver (see Session.job)
 
     def __init__(self, session, size, buf=None):
         self.s = session
@@ -155,6 +164,15 @@ class Framer:
                 else:
                     stop = i - 1 if i > start and buf[i - 1] == 13 else i
                     r = s.on_line(bytes(mv[start:stop]))
+                if r:
+                    write(r)
+            j = s.job
+            if j is not None:
+                if self.defer:
+                    return True  # the driver finishes it, then writes on_job()'s reply
+                s.job = None
+                j.run()
+                r = s.on_job(j)
                 if r:
                     write(r)
             if s.producer is not None or s.pause_ms:

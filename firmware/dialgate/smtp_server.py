@@ -337,27 +337,31 @@ class SmtpSession(Session):
         return ERR_IO
 
     def _end_of_data(self):
-        d = self.decoder
-        w = self.writer
-        reply = d.error
+        """End of DATA: start the spool commit (proto.Session.job). The reply
+        comes from on_job() once it has finished: 250 only when the message is
+        on stable storage (RFC 5321 §4.1.1.4, §6.1), 451/452 if it failed."""
+        reply = self.decoder.error
         if reply is None:
             try:
-                msg_id = w.commit(self.sender, self.routes)
-                self.writer = None  # committed: nothing to abort
-                self.messages += 1
-                log.info(
-                    "smtp %s: accepted %s from <%s>, %d recipients, %d octets",
-                    self.peer[0],
-                    msg_id,
-                    self.sender,
-                    len(self.routes),
-                    d.size,
-                )
-                reply = ("250 2.0.0 Ok: queued as %s\r\n" % msg_id).encode()
+                self.job = self.writer.start_commit(self.sender, self.routes)
+                self.writer = None  # the job owns it now: nothing to abort
+                return None  # (the transaction is reset in on_job)
             except Exception as e:
                 reply = self._refusal(e)
         else:
             log.warn("smtp %s: message refused: %s", self.peer[0], reply[:-2].decode())
+        self._reset()
+        return reply
+
+    def on_job(self, job):
+        e = job.error
+        if e is None:
+            self.messages += 1
+            log.info("smtp %s: accepted %s from <%s>, %d recipients, %d octets", self.peer[0], job.id,
+                     self.sender, len(self.routes), self.decoder.size)
+            reply = ("250 2.0.0 Ok: queued as %s\r\n" % job.id).encode()
+        else:
+            reply = self._refusal(e)
         self._reset()
         return reply
 

@@ -121,6 +121,7 @@ class Spool:
         self._queue = None
         self.delivered_local = 0  # messages committed into maildrops since boot (the cost record's msgs_in)
         self.corrupt = 0  # unreadable queue records set aside in corrupt/ (status)
+        self.inflight = set()  # ids of unfinished commit jobs (SpoolWriter.step): not shown by POP3, not fanned out twice
 
     def queue_loaded(self):
         """Has the outbound queue been loaded (a message queued, or asked for)?"""
@@ -143,14 +144,6 @@ class Spool:
 
     def mail_dir(self, user):
         return self.root + "/mail/" + user
-
-    def _make_maildrop(self, user):
-        """mail/USER, created durably (its entry in mail/ synced) the first time."""
-        d = self.mail_dir(user)
-        if not compat.is_dir(d):
-            compat.makedirs(d)
-            self.flash.sync_dir(self.path("mail"))
-        return d
 
     # ---- boot ----
 
@@ -210,6 +203,8 @@ class Spool:
         self._deferred = False
         done = 0
         for name in sorted(os.listdir(self.path("new"))):
+            if name in self.inflight:  # its own commit is still fanning it out
+                continue
             p = self.path("new", name)
             try:
                 rec = read_record(p)
@@ -221,7 +216,7 @@ class Spool:
                 log.error("spool: envelope %s without body, dropped", name)
                 self.flash.remove(p)
                 continue
-            self._fan_out(name, rec)
+            _drive(self.flash, self._fan_out_steps(name, rec))
             done += 1
         return done
 
@@ -296,47 +291,95 @@ class Spool:
         return SpoolWriter(self, self.new_id(), budget)
 
     # ---- commit and fan-out ----
+    # Each is a generator of sync requests (SpoolWriter.step): it does the renames and
+    # links itself and yields what must be on stable storage before it goes on.
 
-    def _commit(self, msg_id, tmp, sender, size, users, remote):
+    def _commit_steps(self, w, f, sender, users, remote):
+        """SpoolWriter.start_commit's steps. An OSError before the commit point
+        removes what was written (nothing promised: 451/452)."""
         fl = self.flash
-        if len(users) == 1 and not remote:
-            # One maildrop: the rename into it is the commit (no envelope needed).
-            d = self._make_maildrop(users[0])
-            fl.rename(tmp, d + "/" + msg_id)
-            fl.sync_dir(d)
-            return
-        fl.rename(tmp, self.path("body", msg_id))
-        fl.sync_dir(self.path("body"))
-        rec = {
-            "id": msg_id,
-            "sender": sender,
-            "size": size,
-            "created": compat.wall_time(),
-            "next": 0,
-            "attempts": 0,
-            "sessions": 0,
-            "local": users,
-            "rcpts": [[a, "pending", "", 0] for a in remote],
-        }
-        if not users:
-            # Remote only: the queue record itself is the commit point (no fan-out to journal).
-            fl.put(self.path("queue", msg_id), self.path("tmp", msg_id + ".env"), json.dumps(rec))
-            self.queue.index(msg_id, 0)
-            return
-        # Commit point: the envelope renamed into new/ (body already durable in body/).
-        fl.put(self.path("new", msg_id), self.path("tmp", msg_id + ".env"), json.dumps(rec))
+        msg_id = w.id
+        tmp = w._tmp
+        dst = rec = None
         try:
-            self._fan_out(msg_id, rec)
-        except OSError as e:  # committed: the envelope stays in new/; retried by the next writer() or at boot
-            self._deferred = True
-            log.error("spool: fan-out of %s deferred: %s", msg_id, compat.exc_text(e))
+            yield (f,)  # the body: fsync + close
+            if len(users) == 1 and not remote:
+                # One maildrop: the rename into it is the commit (no envelope needed).
+                d = self.mail_dir(users[0])
+                if not compat.is_dir(d):
+                    compat.makedirs(d)
+                    yield (self.path("mail"),)  # the new maildrop's own entry first
+                dst = d + "/" + msg_id
+                fl.rename(tmp, dst)
+                yield (d,)
+            else:
+                fl.rename(tmp, self.path("body", msg_id))
+                yield (self.path("body"),)
+                rec = {
+                    "id": msg_id,
+                    "sender": sender,
+                    "size": w.size,
+                    "created": compat.wall_time(),
+                    "next": 0,
+                    "attempts": 0,
+                    "sessions": 0,
+                    "local": users,
+                    "rcpts": [[a, "pending", "", 0] for a in remote],
+                }
+                # Remote only: the queue record is the commit point (no fan-out to
+                # journal); else the envelope renamed into new/ is (the body is in body/).
+                kind = "new" if users else "queue"
+                env = tmp + ".env"
+                ef = fl.create(env)
+                try:
+                    fl.write(ef, json.dumps(rec).encode())
+                except OSError:
+                    ef.close()
+                    raise
+                yield (ef,)
+                dst = self.path(kind, msg_id)
+                fl.rename(env, dst)
+                yield (self.path(kind),)
+        except OSError as e:
+            try:
+                if dst is not None:
+                    fl.remove(dst)  # renamed in, but not durable: not promised, take it back
+                fl.remove(tmp)
+                fl.remove(tmp + ".env")
+                self.release(msg_id)  # a body already moved to body/ but never committed
+            except OSError:
+                pass  # recovery removes it at the next boot
+            if e.args and e.args[0] == _ENOSPC:
+                raise SpoolFull(_ENOSPC, "spool full")
+            raise
+        # committed
+        if users:
+            self.delivered_local += 1
+        if rec is None:  # (one maildrop: done)
+            return
+        if not users:
+            self.queue.index(msg_id, 0)  # (only once durable: the relay may send it now)
+        else:
+            try:
+                yield from self._fan_out_steps(msg_id, rec)
+            except OSError as e:  # the envelope stays in new/; retried by the next writer() or at boot
+                self._deferred = True
+                log.error("spool: fan-out of %s deferred: %s", msg_id, compat.exc_text(e))
 
-    def _fan_out(self, msg_id, rec):
-        """Deliver an envelope in new/ to its maildrops, then file or drop it. Idempotent."""
+    def _fan_out_steps(self, msg_id, rec):
         fl = self.flash
         body = self.path("body", msg_id)
+        dirs = []
+        made = False
         for user in rec["local"]:
-            d = self._make_maildrop(user)
+            d = self.mail_dir(user)
+            if not compat.is_dir(d):
+                compat.makedirs(d)
+                made = True
+            dirs.append(d)
+        if made:
+            yield (self.path("mail"),)
+        for d in dirs:
             if self.links:
                 dst = d + "/" + msg_id
                 if not compat.exists(dst):
@@ -345,15 +388,15 @@ class Spool:
                 dst = d + "/" + msg_id + ".ref"
                 if not compat.exists(dst):
                     fl.create(dst).close()
-            fl.sync_dir(d)
+        yield tuple(dirs)  # every maildrop's entry durable before the envelope goes
         env = self.path("new", msg_id)
         if rec["rcpts"]:
             fl.rename(env, self.path("queue", msg_id))
-            fl.sync_dir(self.path("queue"))
+            yield (self.path("queue"),)
             self.queue.index(msg_id, rec["next"])
         else:
             fl.remove(env)
-            fl.sync_dir(self.path("new"))
+            yield (self.path("new"),)
             self.release(msg_id)
 
     def _body_held(self, msg_id):
@@ -393,6 +436,37 @@ class Spool:
         return open(self.path("body", msg_id), "rb")
 
 
+def sync(x):
+    """One item of a commit's sync request (SpoolWriter.step), blocking: an open
+    file is fsync'd and closed, a directory path fsync'd. CPython's group
+    committer calls it in a worker thread."""
+    if isinstance(x, str):
+        compat.sync_dir(x)
+        return
+    try:
+        compat.fsync(x)
+    finally:
+        x.close()
+
+
+def _drive(fl, g):
+    """Perform the sync requests of steps generator `g` here, in turn; raises what it raises."""
+    err = None
+    while True:
+        try:
+            req = g.send(None) if err is None else g.throw(err)
+        except StopIteration:
+            return
+        err = None
+        for x in req:
+            try:
+                sync(x)
+                if isinstance(x, str):
+                    fl.syncs += 1
+            except OSError as e:
+                err = err or e
+
+
 class SpoolWriter:
     """Streams one message body to tmp/ in constant RAM; commit() makes it durable.
 
@@ -404,6 +478,8 @@ class SpoolWriter:
         self.spool = spool
         self.id = msg_id
         self.size = 0
+        self.error = None  # (the job's outcome: see start_commit)
+        self._steps = None
         self._budget = budget
         self._tmp = spool.path("tmp", msg_id)
         self._f = spool.flash.create(self._tmp)
@@ -429,13 +505,34 @@ class SpoolWriter:
         self.size += n
 
     def commit(self, sender, recipients):
-        """Make the message durable and deliver it; returns the message id (str).
+        """Make the message durable and deliver it, here and now; returns the message id (str).
 
         sender: str ("" for <>). recipients: list of delivery.Route. Local routes
         land in maildrops, remote ones become one outbound queue record. Durable
         on return; only then may SMTP answer 250. On OSError nothing was promised
         (the writer is aborted; SMTP answers 451).
         """
+        self.start_commit(sender, recipients).run()
+        if self.error is not None:
+            raise self.error
+        return self.id
+
+    def start_commit(self, sender, recipients):
+        """The same commit as a job (the writer itself, not started): run() does
+        it here, or net hands it to compat's group committer (CPython: the fsyncs
+        in worker threads, shared with other sessions' commits). Raises
+        ValueError (no recipients, a bad maildrop name) or OSError at once;
+        nothing promised then.
+
+        As a job: step(err) does the next renames and links and returns a
+        request: a tuple of open files (to fsync and close) and directory paths
+        (to fsync), all to be on stable storage before the next step(); `err` is
+        the OSError a sync of the last request raised, or None. It returns None
+        once finished: `error` is then None (committed, durable) or the
+        exception (nothing promised, nothing left half-done). run() performs
+        every request here, in turn (a board; commit()). Until it has finished
+        the id is in `spool.inflight`: POP3 does not show it, recovery's
+        fan-out leaves it alone (docs/storage.md "Commit")."""
         f = self._f
         if f is None:
             raise OSError("spool writer is closed")
@@ -455,21 +552,33 @@ class SpoolWriter:
             self.abort()
             raise ValueError("no recipients")
         self._f = None
+        self._steps = self.spool._commit_steps(self, f, sender, users, remote)
+        self.spool.inflight.add(self.id)
+        return self
+
+    def step(self, err=None):
+        g = self._steps
+        if g is None:
+            return None
         try:
-            self.spool.flash.finish(f)
-            self.spool._commit(self.id, self._tmp, sender, self.size, users, remote)
-        except OSError as e:
-            try:
-                self.spool.flash.remove(self._tmp)
-                self.spool.release(self.id)  # a body already moved to body/ but never committed
-            except OSError:
-                pass  # recovery removes it at the next boot
-            if e.args and e.args[0] == _ENOSPC:
-                raise SpoolFull(_ENOSPC, "spool full")
-            raise
-        if users:
-            self.spool.delivered_local += 1
-        return self.id
+            return g.send(None) if err is None else g.throw(err)
+        except StopIteration:
+            pass
+        except Exception as e:  # (the steps cleaned up before raising)
+            self.error = e
+        self._steps = None
+        self.spool.inflight.discard(self.id)
+        return None
+
+    def run(self):
+        """Perform the whole commit here, blocking. Returns self (see `error`)."""
+        try:
+            _drive(self.spool.flash, self._steps)
+        except Exception as e:  # (the steps cleaned up before raising)
+            self.error = e
+        self._steps = None
+        self.spool.inflight.discard(self.id)
+        return self
 
     def abort(self):
         """Throw the message away. Idempotent; nothing half-written remains."""

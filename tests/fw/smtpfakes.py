@@ -61,6 +61,23 @@ class FakeWriter:
             )
         return msg_id
 
+    def start_commit(self, sender, routes):
+        """The spool commit job's face to a session is the writer itself: run() commits
+        (error: what it raised; the writer is then aborted, as a real commit
+        cleans up after itself)."""
+        self.job = (sender, routes)
+        self.id = self.error = None
+        return self
+
+    def run(self, err=None):  # (also step(): net's group committer on CPython; no syncs asked for)
+        try:
+            self.id = self.commit(*self.job)
+        except Exception as e:
+            self.error = e
+            self.abort()
+
+    step = run
+
     def _kept(self):
         """The message, or for one over 512 octets its first 256 and last 64 (RAM at 128K)."""
         if self.data is None:

@@ -1,0 +1,197 @@
+"""Group commit on CPython (issue #11, docs/storage.md "Commit"): SMTP sessions
+that finish DATA while another commit's fsync is in flight share one directory
+fsync; no 250 goes out before the fsync behind it has returned, and the event
+loop serves the other sessions meanwhile; a failed fsync answers 451 to every
+message that waited for it and leaves nothing behind."""
+
+import asyncio
+import os
+import shutil
+import threading
+
+import smtpfakes
+
+import fwtest
+from dialgate import compat, net
+from dialgate.spool import Spool
+
+N = 4  # sessions
+ENVELOPE = b"EHLO pc\r\nMAIL FROM:<a@office.test>\r\nRCPT TO:<alice@office.test>\r\nDATA\r\n"
+
+
+class Held:
+    """compat.sync_dir, but the first `hold` fsyncs of directory `path` wait for
+    release() (and then raise `error` if set): a slow flash the test controls."""
+
+    def __init__(self, path, hold=1, error=None):
+        self.path = path
+        self.hold = hold
+        self.error = error
+        self.calls = []  # every directory fsync'd, in order
+        self.entered = threading.Event()
+        self._go = threading.Event()
+        self._real = compat.sync_dir
+
+    def __call__(self, path):
+        self.calls.append(path)
+        if path == self.path and self.hold:
+            self.hold -= 1
+            self.entered.set()
+            self._go.wait(20)
+        if path == self.path and self.error is not None:
+            raise self.error
+        self._real(path)
+
+    def release(self):
+        self._go.set()
+
+
+async def _until(cond, what):
+    for _ in range(2000):
+        if cond():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("timed out waiting for " + what)
+
+
+async def _client(port, i):
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(ENVELOPE)
+    lines = []
+    while not lines or not lines[-1].startswith(b"354"):
+        lines.append(await r.readline())
+    w.write(b"Subject: %d\r\n\r\nmessage %d\r\n.\r\n" % (i, i))
+    await w.drain()
+    return r, w
+
+
+def _run(held, check_while_held):
+    root = fwtest.tempdir("gc")
+    try:
+        sp = Spool(root, 0)
+        sp.recover()
+        os.mkdir(sp.mail_dir("alice"))
+        held.path = sp.mail_dir("alice")
+        svc = smtpfakes.service(spool=sp)
+        n = net.Net(1024, 16, 16)
+        saved = compat.sync_dir
+        compat.sync_dir = held
+
+        async def main():
+            srv = await n.listen("smtp", "127.0.0.1", 0, svc.session)
+            port = srv.sockets[0].getsockname()[1]
+            first = await _client(port, 0)
+            await _until(held.entered.is_set, "the first maildrop fsync")
+            # the loop is not blocked by it: the others get their 354 and commit
+            others = [await _client(port, i) for i in range(1, N)]
+            await _until(lambda: len(n._commits._new) == N - 1, "the other commits to queue")
+            await check_while_held(sp, first[0])
+            held.release()
+            replies = []
+            for r, w in [first, *others]:
+                replies.append(await asyncio.wait_for(r.readline(), 20))
+                w.close()
+            await n.close()
+            return replies
+
+        try:
+            return asyncio.run(main()), sp, root
+        finally:
+            compat.sync_dir = saved
+            held.release()
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def test_sessions_share_one_maildrop_fsync_and_250_waits_for_it():
+    async def while_held(sp, r):
+        # the first message is renamed into the maildrop but not yet durable:
+        # no 250 on the wire, and POP3 does not show it
+        try:
+            line = await asyncio.wait_for(r.readline(), 0.3)
+        except TimeoutError:
+            line = b""
+        assert line == b"", line
+        assert len(os.listdir(sp.mail_dir("alice"))) == 1
+        md = sp.maildrops.open("alice")
+        try:
+            assert len(md.messages()) == 0
+        finally:
+            md.close()
+
+    held = Held(None)
+    replies, sp, root = _run(held, while_held)
+    try:
+        assert all(r.startswith(b"250 2.0.0 Ok: queued as ") for r in replies), replies
+        maildir = sp.mail_dir("alice")
+        assert sorted(os.listdir(maildir)) == sorted(r.split()[-1].decode() for r in replies)
+        # one fsync for the first message, one shared by the N - 1 that came while it was held
+        assert held.calls.count(maildir) == 2, held.calls
+        assert not sp.inflight and os.listdir(sp.path("tmp")) == []
+        md = sp.maildrops.open("alice")
+        assert len(md.messages()) == N
+        md.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_failed_shared_fsync_is_451_for_each_and_leaves_nothing():
+    async def while_held(sp, r):
+        pass
+
+    held = Held(None, hold=2, error=OSError(5, "EIO"))
+    replies, sp, root = _run(held, while_held)
+    try:
+        assert replies == [b"451 4.3.0 Local error in processing\r\n"] * N, replies
+        assert os.listdir(sp.mail_dir("alice")) == [] and os.listdir(sp.path("tmp")) == []
+        assert not sp.inflight
+        assert held.calls.count(sp.mail_dir("alice")) == 2, held.calls
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_every_commit_shape_through_the_group_committer():
+    """One maildrop, several (hard links and stubs), remote only, local + remote:
+    committed together through CommitGroup, the spool ends as commit() leaves it."""
+    from dialgate.compat_cpython import CommitGroup
+    from dialgate.delivery import Route
+
+    shapes = [
+        [Route("local", "alice@office.test", ["alice"])],
+        [Route("local", "team@office.test", ["alice", "bob", "carol"])],
+        [Route("remote", "x@example.com", []), Route("remote", "y@example.com", [])],
+        [Route("local", "bob@office.test", ["bob"]), Route("remote", "z@example.com", [])],
+    ]
+    for links in (True, False):
+        root = fwtest.tempdir("gcs")
+        try:
+            sp = Spool(root, 0, links=links)
+            sp.recover()
+            group = CommitGroup()
+            jobs = []
+            for routes in shapes * 2:
+                w = sp.writer()
+                w.write(b"Subject: shape\r\n\r\nbody\r\n")
+                jobs.append(w.start_commit("s@isp.test", routes))
+
+            async def main(group, jobs):
+                await asyncio.gather(*[group.complete(j) for j in jobs])
+
+            asyncio.run(main(group, jobs))
+            assert [j.error for j in jobs] == [None] * len(jobs)
+            assert group.rounds < len(jobs)  # they went through together
+            ids = [j.id for j in jobs]
+            users = {"alice": [0, 1], "bob": [1, 3], "carol": [1]}
+            for user, which in users.items():
+                want = sorted(ids[i] for i in range(len(ids)) if i % 4 in which)
+                md = sp.maildrops.open(user)
+                try:
+                    assert sorted(u for u, _size in md.messages()) == want, (user, links)
+                finally:
+                    md.close()
+            assert sorted(sp.queue.ids()) == sorted(ids[i] for i in range(len(ids)) if i % 4 in (2, 3))
+            assert os.listdir(sp.path("tmp")) == [] and os.listdir(sp.path("new")) == [] and not sp.inflight
+            assert sp.recover() == {"tmp": 0, "fanout": 0, "orphans": 0, "queue": 4}
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
