@@ -55,6 +55,7 @@ class DotDecoder:
         self.size = 0
         self.error = None
         self.done = False
+        self.bare = False  # a bare CR or LF was seen: no more bulk steps (see _scan)
         # header scan
         self.in_head = head_fix is not None
         self.pfx = bytearray(12)
@@ -150,14 +151,18 @@ class DotDecoder:
         st = self.state
         while i < n:
             if st == _MID:
-                if i >= slow and not self.in_head:  # the header section goes line by line
+                # line by line: the header section, and a message once it has shown a
+                # bare CR or LF (such a message is seldom only one line's fault)
+                if i >= slow and not self.in_head and not self.bare:
                     e = self._bulk(i, n)
                     if e > i:
                         i = e
                         if buf[e - 1] == LF:
                             st = _BOL
                         continue
-                    slow = n if e == i else -1 - e
+                    if e < i:
+                        self.bare = True
+                    slow = n
                 if ncr != -1 and ncr < i:
                     ncr = buf.find(b"\r", i, n)
                 if nlf != -1 and nlf < i:
@@ -247,7 +252,7 @@ class DotDecoder:
         a window is short enough). Returns the end offset e > i with
         `linelen` updated (the stretch stays in the caller's pass-through run),
         i when there is nothing to take, or -1 - e when the stretch holds a bare
-        CR or LF (the caller goes line by line up to e).
+        CR or LF (the caller goes line by line from then on).
         """
         buf = self.buf
         k = buf.find(b"\r\n.", i, n)

@@ -115,30 +115,36 @@ class LineByLine(DotDecoder):
         return -1 - n
 
 
-_TOKENS = (b"\r\n", b"\r\n", b"\r\n", b"\n", b"\r", b".", b"..", b"\r\n.", b"\r\n..", b"\n.", b"\r.", b"x", b"y" * 7)
+_CLEAN = (b"\r\n", b"\r\n", b"\r\n", b".", b"..", b"\r\n.", b"\r\n..", b"x", b"y" * 7)
+_BARE = (b"\n", b"\r", b"\n.", b"\r.")
 
 
-def _message(rng, T):
+def _message(rng, T, bare):
+    """CRLF text, dots and lines around the limit; with `bare`, bare CR/LF late
+    in the message (the decoder goes line by line once it has seen one)."""
     parts = []
-    for _ in range(rng.below(24) + 1):
-        k = rng.below(6)
-        if k == 0:
+    count = rng.below(24) + 1
+    for k in range(count):
+        if rng.below(6) == 0:
             parts.append(b"L" * (T - 2 + rng.below(5)))  # lines around the text line limit
+        elif bare and k > count // 2 and rng.below(3) == 0:
+            parts.append(rng.pick(_BARE))
         else:
-            parts.append(rng.pick(_TOKENS))
+            parts.append(rng.pick(_CLEAN))
     parts.append(b"\r\n.\r\n")
     return b"".join(parts)
 
 
 def test_bulk_step_matches_the_line_by_line_scan():
     # The bulk step (counts and windowed rfind over the chunk) must store, consume
-    # and latch exactly what the per-line scan does, for any split and any scratch size.
+    # and latch exactly what the per-line scan does, for any split and any scratch
+    # size, and hand over to it when a bare CR or LF turns up mid-message.
     from fuzzgen import Rng
 
     rng = Rng(11)
     T = 20  # a small text line limit, so long lines cross chunks and windows often
     for case in range(150):
-        data = _message(rng, T)
+        data = _message(rng, T, case % 2 == 1)
         piece = rng.below(40) + 1
         scratch = rng.pick((3, 7, 16, 64))
         head = fix if case % 3 == 0 else None
