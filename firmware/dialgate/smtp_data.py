@@ -147,13 +147,13 @@ class DotDecoder:
         run = 0  # start of pending pass-through octets mv[run:i]
         ncr = -2  # cached positions of the next CR / LF at or after i (-2: unknown)
         nlf = -2
-        slow = 0  # line by line below this offset (a bare CR/LF is there, or the header)
         st = self.state
         while i < n:
             if st == _MID:
                 # line by line: the header section, and a message once it has shown a
                 # bare CR or LF (such a message is seldom only one line's fault)
-                if i >= slow and not self.in_head and not self.bare:
+                # (e == i: only a CR at the chunk's end is left, held back below)
+                if not self.in_head and not self.bare:
                     e = self._bulk(i, n)
                     if e > i:
                         i = e
@@ -162,7 +162,6 @@ class DotDecoder:
                         continue
                     if e < i:
                         self.bare = True
-                    slow = n
                 if ncr != -1 and ncr < i:
                     ncr = buf.find(b"\r", i, n)
                 if nlf != -1 and nlf < i:
