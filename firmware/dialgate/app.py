@@ -66,7 +66,7 @@ class Gateway:
     def _spool(self):
         from .spool import Spool
 
-        return Spool(self.cfg["spool.path"], self.cfg["spool.reserve"])
+        return Spool(self.cfg["spool.path"], self.cfg["spool.reserve"], write_buffer=self.cfg["board.buffer"])
 
     def _users(self):
         from .users import UserStore

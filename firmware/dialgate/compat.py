@@ -16,6 +16,10 @@ MICROPYTHON = sys.implementation.name == "micropython"
 # sends from a connection buffer (board.buffer); CPython has the RAM for 64 KB,
 # so a 1 MB RETR is 16 sends and drains, not 256 (docs/performance.md).
 SEND_BUFFER = 0 if MICROPYTHON else 65536
+# Octets a SpoolWriter gathers before it writes to its file: a board uses its
+# connection buffer size (board.buffer, constant RAM per message being written);
+# CPython has the RAM for 64 KB, so a 100 KB message is two writes (docs/storage.md).
+SPOOL_BUFFER = 0 if MICROPYTHON else 65536
 
 try:
     from micropython import const  # type: ignore

@@ -104,21 +104,40 @@ class HeaderScan:
         self.sender = ""
 
     def feed(self, data):
+        """Octets of the message (bytes or memoryview, any split). A line is
+        copied into the line buffer a slice at a time and its LF found there
+        (memoryviews have no find() on MicroPython): one step per line, not per
+        octet. Past `_LINE` octets a line is read truncated, octet by octet."""
         if not self.in_head:
             return
         line = self.line
         size = len(line)
         n = self.n
-        for c in data:
-            if c == 10:
-                self.n = n
-                self._line()
-                n = 0
-                if not self.in_head:
-                    break
-            elif n < size:
-                line[n] = c
-                n += 1
+        i = 0
+        total = len(data)
+        while i < total:
+            if n < size:
+                k = size - n
+                if k > total - i:
+                    k = total - i
+                line[n : n + k] = data[i : i + k]
+                j = line.find(b"\n", n, n + k)
+                if j < 0:
+                    n += k
+                    i += k
+                    continue
+                i += j - n + 1
+                n = j
+            else:  # over-long line: keep its first _LINE octets, look for its end
+                c = data[i]
+                i += 1
+                if c != 10:
+                    continue
+            self.n = n
+            self._line()
+            n = 0
+            if not self.in_head:
+                break
         self.n = n
 
     def _line(self):

@@ -55,6 +55,7 @@ class DotDecoder:
         self.size = 0
         self.error = None
         self.done = False
+        self.bare = False  # a bare CR or LF was seen: no more bulk steps (see _scan)
         # header scan
         self.in_head = head_fix is not None
         self.pfx = bytearray(12)
@@ -149,6 +150,18 @@ class DotDecoder:
         st = self.state
         while i < n:
             if st == _MID:
+                # line by line: the header section, and a message once it has shown a
+                # bare CR or LF (such a message is seldom only one line's fault)
+                # (e == i: only a CR at the chunk's end is left, held back below)
+                if not self.in_head and not self.bare:
+                    e = self._bulk(i, n)
+                    if e > i:
+                        i = e
+                        if buf[e - 1] == LF:
+                            st = _BOL
+                        continue
+                    if e < i:
+                        self.bare = True
                 if ncr != -1 and ncr < i:
                     ncr = buf.find(b"\r", i, n)
                 if nlf != -1 and nlf < i:
@@ -226,6 +239,52 @@ class DotDecoder:
         if st == _END:
             self._finish()
         return i
+
+    def _bulk(self, i, n):
+        """Plain CRLF body text from buf[i] (inside a line) in one step, no Python per line.
+
+        The stretch runs to the next line that starts with "." (its dot is left
+        for the caller) or to the end of the chunk (less a trailing CR, which
+        waits for its LF). It is plain when every CR and LF in it is a CRLF pair:
+        three counts decide that, and a line length check that looks for the last
+        LF within each window of `text_line` + 2 octets (every line that ends in
+        a window is short enough). Returns the end offset e > i with
+        `linelen` updated (the stretch stays in the caller's pass-through run),
+        i when there is nothing to take, or -1 - e when the stretch holds a bare
+        CR or LF (the caller goes line by line from then on).
+        """
+        buf = self.buf
+        k = buf.find(b"\r\n.", i, n)
+        if k >= 0:
+            e = k + 2
+        elif buf[n - 1] == CR:
+            e = n - 1
+        else:
+            e = n
+        if e <= i:
+            return i
+        c = buf.count(b"\n", i, e)
+        if buf.count(b"\r", i, e) != c or buf.count(b"\r\n", i, e) != c:
+            return -1 - e
+        # RFC 5321 §4.5.3.1.6: an LF at j ends a line of j - 1 - start octets
+        reach = self.text_line + 2
+        start = i - self.linelen  # where the current line began (maybe in an earlier chunk)
+        p = i
+        while p < e:
+            w = start + reach
+            if w > e:
+                w = e
+            j = buf.rfind(b"\n", p, w) if p < w else -1
+            if j < 0:
+                if w == e:
+                    break
+                self._fail(ERR_LINE)  # no line end within the limit
+                j = buf.find(b"\n", w, e)
+                if j < 0:
+                    break
+            p = start = j + 1
+        self.linelen = e - start
+        return e
 
     def _dot_line(self):
         """A line of just "." ended by a bare LF or CR: stored as ".\r\n"."""

@@ -106,11 +106,13 @@ class Spool:
     hard links (default where the runtime has them) or with reference stubs.
     """
 
-    def __init__(self, root, reserve=65536, links=None):
+    def __init__(self, root, reserve=65536, links=None, write_buffer=1024):
         from .mailbox import Maildrops
 
         self.root = root.rstrip("/") or "/"
         self.reserve = reserve
+        # octets each SpoolWriter gathers per file write (board.buffer, or compat.SPOOL_BUFFER if larger)
+        self.write_size = write_buffer if write_buffer > compat.SPOOL_BUFFER else compat.SPOOL_BUFFER
         self.links = compat.HAS_LINK if links is None else links
         self.flash = Flash()
         self.boot = ""
@@ -482,10 +484,12 @@ class SpoolWriter:
         self._steps = None
         self._budget = budget
         self._tmp = spool.path("tmp", msg_id)
-        self._f = spool.flash.create(self._tmp)
+        self._f = _GatheredFile(spool, spool.flash.create(self._tmp))
 
     def write(self, data):
-        """Append bytes/memoryview `data`. Raises SpoolFull (and aborts) if flash fills."""
+        """Append bytes/memoryview `data` (copied: its buffer may be reused on return).
+        Raises SpoolFull (and aborts) if flash fills, here or when the gathered
+        octets are written out (a later write, or commit())."""
         f = self._f
         if f is None:
             raise OSError("spool writer is closed")
@@ -496,7 +500,7 @@ class SpoolWriter:
                 self.abort()
                 raise SpoolFull(_ENOSPC, "spool full (reserve reached)")
         try:
-            self.spool.flash.write(f, data)
+            f.write(data)
         except OSError as e:
             self.abort()
             if e.args and e.args[0] == _ENOSPC:
@@ -585,8 +589,65 @@ class SpoolWriter:
         f = self._f
         self._f = None
         if f is not None:
+            f.discard()
             try:
                 f.close()
             except OSError:
                 pass
             self.spool.flash.remove(self._tmp)
+
+
+class _GatheredFile:
+    """A SpoolWriter's tmp/ file behind one write buffer of `spool.write_size`
+    octets, so flash sees writes of that size whatever pieces the DATA decoder,
+    the POP3 collector or a bounce hands over (a bare-LF message is three pieces
+    a line). Pieces at least that large go straight through. flush() and close()
+    write the gathered octets first, so Flash.finish (fsync, close) and the commit
+    path see an ordinary file."""
+
+    def __init__(self, spool, f):
+        self.spool = spool
+        self.f = f
+        self.buf = bytearray(spool.write_size)
+        self.n = 0
+
+    def write(self, data):
+        n = len(data)
+        k = self.n
+        buf = self.buf
+        if k + n <= len(buf):
+            buf[k : k + n] = data
+            self.n = k + n
+            return
+        self._drain()
+        if n >= len(buf):
+            self.spool.flash.write(self.f, data)
+        else:
+            buf[:n] = data
+            self.n = n
+
+    def _drain(self):
+        k = self.n
+        if k:
+            self.n = 0
+            self.spool.flash.write(self.f, memoryview(self.buf)[:k])
+
+    def discard(self):
+        """Forget the gathered octets (the message is being thrown away)."""
+        self.n = 0
+
+    def flush(self):
+        self._drain()
+        self.f.flush()
+
+    def fileno(self):
+        return self.f.fileno()
+
+    def close(self):
+        if self.buf is None:
+            return
+        try:
+            self._drain()
+        finally:
+            self.buf = None  # freed with the writer: a board's next writer or connection reuses the block
+            self.f.close()

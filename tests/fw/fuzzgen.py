@@ -31,8 +31,11 @@ class Rng:
         return bytes([self.next() & 0xFF for _ in range(n)])
 
 
-def transcript(rng, words, steps=24, longest=2000):
-    """Plausible replies, wrong ones, random octets, bare CR/LF and overlong lines."""
+def transcript(rng, words, steps=24, longest=2000, into=None):
+    """Plausible replies, wrong ones, random octets, bare CR/LF and overlong lines.
+
+    `into`: a bytearray made at import to build it in (returned as a memoryview,
+    cut at its size): a fragmented 160K heap may have no fresh block that large."""
     out = []
     for _ in range(rng.below(steps) + 1):
         k = rng.below(10)
@@ -46,7 +49,14 @@ def transcript(rng, words, steps=24, longest=2000):
             out.append(rng.pick([b"250-", b"+OK ", b"334 ", b"x"]) + b"y" * (600 + rng.below(longest)) + b"\r\n")
         else:
             out.append(rng.pick([b"999 what\r\n", b"25\r\n", b"2500 x\r\n", b"-ERR\r\n", b"+OK\r\n", b"\xff\xfe\r\n"]))
-    return b"".join(out)
+    if into is None:
+        return b"".join(out)
+    n = 0
+    for part in out:
+        k = min(len(part), len(into) - n)
+        into[n : n + k] = part[:k]
+        n += k
+    return memoryview(into)[:n]
 
 
 def whole_lines(out, end=b"\r\n"):

@@ -125,6 +125,7 @@ def test_header_scan_split_at_every_byte():
     head = (b"Return-Path: <sender@example.net>\r\nDelivered-To: office@isp.test\r\n"
             b"Received: from mx by isp.test\r\n\tfor <carol@office.test>; Wed, 2 Dec 2026\r\n"
             b"Delivered-To: alice@office.test\r\nX-Original-To: bob@office.test\r\n"
+            b"X-Long: " + b"y" * 1200 + b"\r\n"  # read truncated: no field is lost after it
             b"To: Alice <alice@office.test>,\r\n Dave <dave@example.com>\r\nCc: carol@office.test\r\n"
             b"\r\nTo: body@office.test\r\n")
     cfg = config()

@@ -11,6 +11,7 @@ import binascii
 import fwtest
 
 BUF = bytearray(1024)  # the connection buffer, made while the 128K heap is in one piece
+TBUF = bytearray(6144)  # the hostile transcripts are built here (fuzzgen.transcript's `into`)
 
 import smtpfakes  # noqa: E402
 from smtpfakes import G  # noqa: E402
@@ -197,7 +198,7 @@ def test_odmr_client_against_a_hostile_provider():
 
         c = odmr_client.OdmrClient(b"gw.office.test", "tim", "tanstaaf", rng.pick([["office.test"], []]),
                                    rng.pick(["none", "opportunistic"]), lambda: "CTX", make_server, ("192.0.2.9", 366))
-        data = transcript(rng, HOSTILE, 16, 500)  # shorter lines: this heap holds the SMTP core too
+        data = transcript(rng, HOSTILE, 16, 500, TBUF)  # shorter lines: this heap holds the SMTP core too
         out, last = fwtest.drive_net(c, data, 1 + rng.below(64), 1024, BUF)
         whole_lines(out)
         last.on_close()

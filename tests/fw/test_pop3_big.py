@@ -12,6 +12,7 @@ CFG = fwtest.host_config({"isp.pop3.host": "pop.isp.test", "isp.pop3.user": "off
                           "isp.pop3.max_size": 16 * MB})
 BUF = bytearray(1024)
 SCRATCH = bytearray(1024)
+BLOCK = bytearray(2048)  # the 2 KB of dot-stuffed lines sent over and over
 
 
 class AliceRouter:
@@ -61,7 +62,7 @@ def _run():
               b"+OK\r\n1 %d\r\n.\r\n+OK\r\nX-Original-To: alice@office.test\r\nSubject: big\r\n\r\n" % (size, size),
               sink)
         assert c.raw and col.writer is not None
-        block = bytearray(2048)
+        block = BLOCK
         for i in range(0, 2048, 64):  # every line dot-stuffed on the wire
             block[i : i + 64] = b"..a line that began with a dot, ten megabytes of them ........\r\n"
         compat.gc_collect()

@@ -106,3 +106,55 @@ def test_rfc5322_dates():
     assert rfc5322_date(951782400) == "Tue, 29 Feb 2000 00:00:00 +0000"
     assert rfc5322_date(1795234495) == "Sat, 21 Nov 2026 04:14:55 +0000"
     assert rfc5322_date(4102444799) == "Thu, 31 Dec 2099 23:59:59 +0000"
+
+
+class LineByLine(DotDecoder):
+    """The decoder with its bulk step turned off: every line through the per-line scan."""
+
+    def _bulk(self, i, n):
+        return -1 - n
+
+
+_CLEAN = (b"\r\n", b"\r\n", b"\r\n", b".", b"..", b"\r\n.", b"\r\n..", b"x", b"y" * 7)
+_BARE = (b"\n", b"\r", b"\n.", b"\r.")
+
+
+def _message(rng, T, bare):
+    """CRLF text, dots and lines around the limit; with `bare`, bare CR/LF late
+    in the message (the decoder goes line by line once it has seen one)."""
+    parts = []
+    count = rng.below(24) + 1
+    for k in range(count):
+        if rng.below(6) == 0:
+            parts.append(b"L" * (T - 2 + rng.below(5)))  # lines around the text line limit
+        elif bare and k > count // 2 and rng.below(3) == 0:
+            parts.append(rng.pick(_BARE))
+        else:
+            parts.append(rng.pick(_CLEAN))
+    parts.append(b"\r\n.\r\n")
+    return b"".join(parts)
+
+
+def test_bulk_step_matches_the_line_by_line_scan():
+    # The bulk step (counts and windowed rfind over the chunk) must store, consume
+    # and latch exactly what the per-line scan does, for any split and any scratch
+    # size, and hand over to it when a bare CR or LF turns up mid-message.
+    from fuzzgen import Rng
+
+    rng = Rng(11)
+    T = 20  # a small text line limit, so long lines cross chunks and windows often
+    for case in range(150):
+        data = _message(rng, T, case % 2 == 1)
+        piece = rng.below(40) + 1
+        scratch = rng.pick((3, 7, 16, 64))
+        head = fix if case % 3 == 0 else None
+        out = []
+        for cls in (DotDecoder, LineByLine):
+            sink = Sink()
+            d = cls(sink, 100000, T, bytearray(scratch), head)
+            mv = memoryview(data)
+            i = 0
+            while i < len(data) and not d.done:
+                i += d.feed(mv[i : i + piece])
+            out.append((bytes(sink.data) if d.error is None else b"", i, d.done, d.error, d.size if d.error is None else 0))
+        assert out[0] == out[1], (case, piece, scratch, data, out)

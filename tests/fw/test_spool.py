@@ -450,3 +450,49 @@ def test_record_update_cut_inside_a_remove_then_rename_replace_is_finished():
         assert sp.recover()["tmp"] == 1 and sp.queue.load(mid).attempts == 3
     finally:
         fwtest.rmtree(sp.root)
+
+
+def test_writer_gathers_small_pieces_into_large_flash_writes():
+    """SpoolWriter hands flash write_size pieces whatever the caller's are (docs/storage.md
+    "Writing"), and ENOSPC when the gathered octets go out at commit is SpoolFull, nothing kept."""
+    sp = new_spool("spg")
+    try:
+        size = sp.write_size
+        assert size == (compat.SPOOL_BUFFER or 1024), size
+        sizes = []
+        real = sp.flash.write
+
+        def counted(f, data):
+            sizes.append(len(data))
+            real(f, data)
+
+        sp.flash.write = counted
+        body = bytearray(b"abcdefghij" * 300)  # 3000 octets in 7-octet pieces
+        msg_id = put(sp, body, [local("alice")], chunk=7)
+        assert sum(sizes) == 3000 and len(sizes) == (3000 + size - 7) // (size - 6), sizes
+        assert min(sizes[:-1] or [size]) > size - 7, sizes
+        md = sp.maildrops.open("alice")
+        assert read(md.open_body(0), 512) == body and list(md.messages())[0][0] == msg_id
+        md.close()
+        del sizes[:]
+        big = b"B" * (size + 1)  # a piece over the buffer goes straight to flash, after what is gathered
+        w = sp.writer()
+        w.write(b"xy")
+        w.write(big)
+        assert sizes == [2, size + 1], sizes
+        w.abort()
+
+        def full(f, data):
+            raise OSError(28, "No space left on device")
+
+        sp.flash.write = full
+        w = sp.writer()
+        w.write(b"small\r\n")  # gathered: flash not touched yet
+        try:
+            w.commit("a@isp.test", [local("alice")])
+            raise AssertionError("SpoolFull expected")
+        except SpoolFull:
+            pass
+        assert listing(sp, "tmp") == [] and len(listing(sp, "mail/alice")) == 1
+    finally:
+        fwtest.rmtree(sp.root)
