@@ -180,7 +180,7 @@ class Net:
         st = conn.stream
         await st.drain()
         p = s.producer
-        if p is not None:
+        while p is not None:  # take_reply() may start the next one (a client's BDAT pipeline)
             omv = memoryview(obuf)
             while True:
                 n = p.fill(obuf)
@@ -194,6 +194,7 @@ class Net:
             if r:
                 st.write(r)
                 await st.drain()
+            p = s.producer
         if s.pause_ms:
             ms = s.pause_ms
             s.pause_ms = 0
