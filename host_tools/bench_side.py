@@ -629,6 +629,10 @@ def table(rows: list[tuple]) -> str:
 
 
 def write_doc(path: Path, rows: list[tuple], notes: list[str], reps: int, took: float) -> None:
+    from host_tools.bench_link import BEGIN, END
+
+    old = path.read_text() if path.exists() else ""
+    link = old[old.index(BEGIN) : old.index(END) + len(END)] + "\n" if BEGIN in old and END in old else ""
     text = f"""# Performance: dialgate side by side with Postfix and Dovecot
 
 Written by `make bench` (host_tools/bench_side.py); do not edit by hand. Each
@@ -650,7 +654,8 @@ ratios from one run, not absolute numbers across runs.
 
 {table(rows)}
 """ + "".join(f"- {n}\n" for n in notes)
-    path.write_text(text)
+    # the dial-session section is bench_link's (make bench runs it first): kept as it was
+    path.write_text(text + ("\n" + link if link else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

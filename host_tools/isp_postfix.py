@@ -94,6 +94,7 @@ virtual   unix  -       n       n       -       -       virtual
 lmtp      unix  -       -       n       -       -       lmtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
+tlsproxy  unix  -       -       n       -       0       tlsproxy
 postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
@@ -324,3 +325,56 @@ def strip_trace(delivered: bytes) -> bytes:
             continue
         break
     return b"\n".join(lines[i:])
+
+
+class OfficePostfix(IspPostfix):
+    """Postfix as the office's own gateway (the peer dialgate is measured against,
+    host_tools/bench_link.py):
+    everything not local is relayed to `relayhost` (the ISP's submission port,
+    through the emulated line) with STARTTLS required and SASL AUTH, and held
+    (`defer_transports = smtp`) until `flush_queue()`, as a dial-up site's
+    Postfix is run (`postqueue -f` once the line is up). Clients submit on its
+    own submission port (AUTH as `users`)."""
+
+    def __init__(self, relayhost: str, relay_user: str, relay_password: str, relay_ca: str,
+                 tls_reuse: bool = False, **kw):
+        kw.setdefault("mailbox_domains", ("office.test",))
+        super().__init__(**kw)
+        # smtp_tls_connection_reuse (Postfix >= 3.4, through tlsproxy(8)): off by
+        # default, so each message to a TLS relayhost gets its own connection
+        self.tls_reuse = tls_reuse
+        self.relayhost = relayhost
+        self.relay_user = relay_user
+        self.relay_password = relay_password
+        self.relay_ca = relay_ca
+
+    def main_cf(self) -> str:
+        # the ISP's main.cf with these keys replaced, not repeated: each repeated key
+        # makes every daemon warn through postlogd, whose own warnings then fill its
+        # socket until the whole instance hangs (seen with Postfix 3.7)
+        extra = [
+            "myhostname = postfix-gw.office.test",  # not the ISP's own name: its client would see a loop
+            "mydomain = office.test",
+            "myorigin = office.test",
+            f"relayhost = [{self.relayhost.rpartition(':')[0]}]:{self.relayhost.rpartition(':')[2]}",
+            "smtp_sasl_auth_enable = yes",
+            f"smtp_sasl_password_maps = texthash:{self.etc}/relay_passwd",
+            "smtp_sasl_security_options = noanonymous",
+            "smtp_sasl_tls_security_options = noanonymous",
+            "smtp_tls_security_level = encrypt",
+            f"smtp_tls_CAfile = {self.relay_ca}",
+            "defer_transports = smtp",
+            f"smtp_tls_connection_reuse = {'yes' if self.tls_reuse else 'no'}",
+        ]
+        keys = {e.partition(" =")[0] for e in extra}
+        base = [ln for ln in super().main_cf().splitlines() if ln.partition(" =")[0] not in keys]
+        return "\n".join(base + extra) + "\n"
+
+    def write_files(self) -> None:
+        super().write_files()
+        host, _, port = self.relayhost.rpartition(":")
+        (self.etc / "relay_passwd").write_text(f"[{host}]:{port} {self.relay_user}:{self.relay_password}\n")
+
+    def flush_queue(self) -> None:
+        """What a dial-up script runs once the line is up (postqueue -f)."""
+        subprocess.run(["postqueue", "-c", str(self.etc), "-f"], check=False, capture_output=True)

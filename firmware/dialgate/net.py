@@ -192,7 +192,7 @@ class Net:
                 st.write(r)
                 await st.drain()
         p = s.producer
-        if p is not None:
+        while p is not None:  # take_reply() may start the next one (a client's BDAT pipeline)
             omv = memoryview(obuf)
             while True:
                 n = p.fill(obuf)
@@ -206,6 +206,7 @@ class Net:
             if r:
                 st.write(r)
                 await st.drain()
+            p = s.producer
         if s.pause_ms:
             ms = s.pause_ms
             s.pause_ms = 0

@@ -108,7 +108,7 @@ def drive(session, data, piece=1, size=1024, bufs=None):
         i += k
         while fr.process(out.append):
             p = session.producer
-            if p is not None:
+            while p is not None:  # as net does: take_reply() may start the next producer
                 while True:
                     m = p.fill(obuf)
                     if not m:
@@ -118,6 +118,7 @@ def drive(session, data, piece=1, size=1024, bufs=None):
                 r = session.take_reply()
                 if r:
                     out.append(r)
+                p = session.producer
             session.pause_ms = 0
     return b"".join(out)
 

@@ -22,6 +22,7 @@ DEFAULT = {
     "RCPT": "250 2.1.5 ok",
     "DATA": "354 go ahead",
     "DOT": "250 2.0.0 queued",
+    "BDAT": "250 2.0.0 queued",  # the reply to a whole BDAT ... LAST chunk (RFC 3030)
     "RSET": "250 2.0.0 ok",
     "QUIT": "221 2.0.0 bye",
     "ETRN": "250 2.0.0 queuing started",
@@ -49,6 +50,8 @@ class ScriptServer:
         self.closed = False
         self.tls = False
         self.in_data = False
+        self.bdat_left = 0  # octets of a BDAT chunk still to read (RFC 3030 §2)
+        self.bdat_last = False
         self.data = bytearray()
         self.data_len = 0
         self.crc = 0
@@ -88,6 +91,16 @@ class ScriptServer:
                     self.closed = True
                     break
                 end = min(n, i + self.drop_at_byte - self.received)
+            if self.bdat_left:
+                k = min(end, i + self.bdat_left)
+                self._chunk(data[i:k])
+                self.received += k - i
+                i = k
+                if not self.bdat_left:
+                    r = self._chunk_end()
+                    if r:
+                        out.append(r)
+                continue
             j = data.find(b"\n", i, end)
             if j < 0:
                 self.partial.extend(data[i:end])
@@ -113,6 +126,34 @@ class ScriptServer:
             self.closed = True
             return True
         return False
+
+    def _chunk(self, octets):
+        self.bdat_left -= len(octets)
+        if self.keep:
+            self.data.extend(octets)
+        self.data_len += len(octets)
+        self.crc = binascii.crc32(octets, self.crc)
+
+    def _chunk_end(self):
+        """A whole BDAT chunk is in: RFC 3030 §2, its reply (a refused one is read and discarded)."""
+        self.commands.append("<chunk>")
+        if self._count():
+            return None
+        if not self.bdat_last:
+            return b"250 2.0.0 chunk ok\r\n"
+        if self.sender is None or not self.rcpts:
+            r = b"554 5.5.1 no valid recipients\r\n"
+        else:
+            r = self._reply("BDAT")
+        if r[:1] == b"2":
+            self.messages.append((self.sender, list(self.rcpts), bytes(self.data) if self.keep else None,
+                                  self.data_len, self.crc))
+        self.data = bytearray()
+        self.data_len = 0
+        self.crc = 0
+        self.sender = None  # the transaction ends either way (as Postfix does)
+        self.rcpts = []
+        return r
 
     def _line(self, line):
         if self.in_data:
@@ -184,6 +225,13 @@ class ScriptServer:
             r = self._reply("DATA")
             self.in_data = r[:3] == b"354"
             return r
+        if verb == "BDAT" and "CHUNKING" in self.ext:
+            words = text.split()
+            self.bdat_left = int(words[1])
+            self.bdat_last = len(words) > 2 and words[2].upper() == "LAST"
+            if not self.bdat_left:
+                return self._chunk_end()
+            return None
         if verb == "RSET":
             self.sender = None
             self.rcpts = []
@@ -287,7 +335,7 @@ def converse(client, server, piece=4096, bufsize=1024, obufsize=256):
             i += k
             while fr.process(write):
                 p = client.producer
-                if p is not None:
+                while p is not None:  # as net does: take_reply() may start the next body
                     while True:
                         m = p.fill(obuf)
                         if not m:
@@ -295,6 +343,7 @@ def converse(client, server, piece=4096, bufsize=1024, obufsize=256):
                         write(obuf[:m])
                     client.producer = None
                     write(client.take_reply())
+                    p = client.producer
             if client.tls is not None and not client.closing:
                 if fr.start != fr.end:
                     raise AssertionError("data after 220 to STARTTLS")

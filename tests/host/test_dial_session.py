@@ -2,7 +2,8 @@
 Postfix is the ISP (holding 20 messages for office.test with defer_transports +
 fast_flush_domains), the emulated modem carries a 33,600 bps line with a 150 ms
 round trip. The scheduler starts the call by itself once 20 messages are queued;
-the session relays them, sends ETRN, takes the 20 held messages into the right
+the session relays them (BDAT, pipelined across messages: Postfix offers CHUNKING),
+sends ETRN, takes the 20 held messages into the right
 maildrops and hangs up by itself once the line has been quiet for
 session.idle_hangup. Then the same with the carrier dropped during outbound DATA
 and during inbound DATA: nothing is lost, and the scheduler's retry finishes.
@@ -200,6 +201,9 @@ def test_scheduler_calls_sends_fetches_and_hangs_up_by_itself(tmp_path):
         online = int(c["online_s"])
         # the hang-up came within idle_hangup + a few seconds of the last message in
         assert t_down - t_last <= IDLE + 6, (t_down - t_last, c)
+        # the smarthost offers CHUNKING: the queue went as pipelined BDAT LAST chunks, one
+        # connection (RFC 3030 §4.2), so no round trip per message holds the line idle
+        assert f"mail={N} rcpt={N} bdat={N}" in o.isp.log_text()
         print(f"\ndial session: {octets} octets over the line ({c['bytes_out']} out, {c['bytes_in']} in), "
               f"{online} s online; line-rate bound {bound:.1f} s (octets x 10 / {BPS} + {handshake:.1f} s "
               f"handshake), idle_hangup {IDLE} s; online minus linger {online - IDLE} s, ratio "
