@@ -73,7 +73,7 @@ def unload_idle(gw, now, after_ms):
     for name in out:
         gw.busy.pop(name, None)
         if name == "console":
-            cmds.unload(("link",) if "link" in d else ())
+            cmds.unload()
             compat.unload("dialgate.config_edit")  # `config set`'s helpers
             compat.unload("dialgate.config_load")
             continue
