@@ -93,6 +93,7 @@ async def run_call(sr, kind, why):
                         act = s.flushed(relay.run_delivered, err, relay.etrn_results, now)
                         if asked:
                             _log_ask(s)
+                        _drop_queue_run(gw)
                     if act is not None:
                         break
                 if sr.stop_why:
@@ -172,6 +173,17 @@ async def _collect(gw, ways):
     from .inbound import collect  # ODMR / POP3 multidrop: loaded for the call that asks
 
     return await collect(gw, ways)
+
+
+def _drop_queue_run(gw):
+    """Where features unload, one queue run's code (relay_run, smtp_client: about
+    25 KB as .mpy) goes as soon as the flush has ended rather than
+    board.unload_after (60 s on a board) later: the mail ETRN asked for arrives
+    in the same call and loads the SMTP server (docs/architecture.md, "Memory")."""
+    if gw.cfg["board.unload_after"] > 0 and not gw.relay.running:
+        from .app_unload import unload_now
+
+        unload_now(gw, "relay_run")
 
 
 def _log_ask(s):
