@@ -29,6 +29,7 @@ package(
         "inbound.py",
         "limits.py",
         "link.py",
+        "link_console.py",
         "link_modem.py",
         "link_ppp.py",
         "log.py",

@@ -108,7 +108,7 @@ def stage(board: str, config: Path | None, tls: Path | None, out: Path,
     for mod in [] if frozen else board_modules():
         src = PKG / f"{mod}.py"
         dst = pkg / (src.stem + ".mpy")
-        compile_mpy(src, dst, f"dialgate/{src.name}", (f"-march={march}",) if march else ())
+        compile_mpy(src, dst, src.stem, (f"-march={march}",) if march else ())
         files.append((dst, f":lib/dialgate/{dst.name}"))
     for data in sorted((ROOT / "firmware" / "dialgate").glob("*.json")):  # schema.json
         shutil.copy(data, pkg / data.name)

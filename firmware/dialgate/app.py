@@ -19,9 +19,9 @@ LAZY_COMMANDS = {
     "alias": "users_console",
     "queue": "queue_console",
     "stats": "stats_console",
-    "dial": "link",
-    "hangup": "link",
-    "schedule": "link",
+    "dial": "link_console",
+    "hangup": "link_console",
+    "schedule": "link_console",
 }
 
 

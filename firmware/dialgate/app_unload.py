@@ -73,16 +73,36 @@ def unload_idle(gw, now, after_ms):
     for name in out:
         gw.busy.pop(name, None)
         if name == "console":
-            cmds.unload(("link",) if "link" in d else ())
+            cmds.unload()
             compat.unload("dialgate.config_edit")  # `config set`'s helpers
             compat.unload("dialgate.config_load")
             continue
-        attr, mods = FEATURES[name]
-        if attr in d:
-            compat.drop_attr(gw, attr)
-        for m in mods:
-            compat.unload("dialgate." + m)
+        _drop(gw, name)
     gw.unloads += 1
     compat.gc_collect()
     log.info("memory: unloaded idle %s (heap free %d)", ", ".join(out), compat.mem_free())
     return out
+
+
+def _drop(gw, name):
+    attr, mods = FEATURES[name]
+    if attr is not None and attr in gw.__dict__:
+        compat.drop_attr(gw, attr)
+    for m in mods:
+        compat.unload("dialgate." + m)
+
+
+def unload_now(gw, name):
+    """Unload feature `name` at once, not `board.unload_after` later: a call
+    drops one queue run's code as soon as its flush has ended, before the held
+    mail that ETRN asked for fills the same call (session_call). Returns True
+    if it was loaded."""
+    if not _loaded(gw, name):
+        return False
+    gw.busy.pop(name, None)
+    _drop(gw, name)
+    gw.unloads += 1
+    compat.gc_collect()
+    log.info("memory: unloaded %s after use (heap free %d)", name, compat.mem_free())
+    return True
+

@@ -72,12 +72,12 @@ def wall_time():
     return _raw_time() + _wall[0]
 
 
-CLOCK_SANE = 1577836800  # 2020-01-01: a wall clock before this has not been set yet
+_CLOCK_SANE = const(1577836800)  # 2020-01-01: a wall clock before this has not been set yet
 
 
 def clock_ok(t):
     """True if wall time `t` is from a clock that has been set (ticks for intervals, always)."""
-    return t >= CLOCK_SANE
+    return t >= _CLOCK_SANE
 
 
 try:

@@ -6,6 +6,7 @@ board profile, one ConfigError per problem. Imported while the gateway starts
 import json
 
 from . import compat
+from .compat import const
 from .config import Config, ConfigError, parse_addr, parse_cidr
 
 # The schema is data, not code: `schema.json` beside this module maps each key to
@@ -236,10 +237,10 @@ def _check_domains(domains):
 
 # ---- the command line (start-up only, like the rest of this module) ----------
 
-USAGE = """usage: dialgate --config FILE [--board PROFILE] [--check]
+_USAGE = const("""usage: dialgate --config FILE [--board PROFILE] [--check]
   --config FILE     JSON configuration (see docs/config.md)
   --board PROFILE   board profile name or path (default: the config's "profile")
-  --check           check the configuration and exit"""
+  --check           check the configuration and exit""")
 
 
 def parse_args(argv):
@@ -248,7 +249,7 @@ def parse_args(argv):
     while i < len(argv):
         a = argv[i]
         if a in ("-h", "--help"):
-            print(USAGE)
+            print(_USAGE)
             compat.exit(0)
         elif a == "--check":
             opts["check"] = True
@@ -256,10 +257,10 @@ def parse_args(argv):
             opts[a[2:]] = argv[i + 1]
             i += 1
         else:
-            _die_usage("argument %s: not understood\n%s" % (a, USAGE))
+            _die_usage("argument %s: not understood\n%s" % (a, _USAGE))
         i += 1
     if not opts["config"]:
-        _die_usage("--config FILE is required\n%s" % USAGE)
+        _die_usage("--config FILE is required\n%s" % _USAGE)
     return opts
 
 

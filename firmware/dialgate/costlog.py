@@ -15,9 +15,9 @@ _MAX_DIALS = const(8)  # dial results kept per call (the last ones)
 
 UNSET = "clock unset"  # the day label of calls made before the wall clock was set
 
-_INTS = ("n", "start", "speed", "online", "bytes_in", "bytes_out", "msgs_out", "msgs_in", "queued")
-_TEXTS = (("trigger", 16), ("why", 120), ("ask", 64), ("end", 48))
-CSV_HEADER = "n,start,date,trigger,dials,speed,online_s,bytes_in,bytes_out,msgs_in,msgs_out,ask,end,ok,queued"
+_INTS = const(("n", "start", "speed", "online", "bytes_in", "bytes_out", "msgs_out", "msgs_in", "queued"))
+_TEXTS = const((("trigger", 16), ("why", 120), ("ask", 64), ("end", 48)))
+_CSV_HEADER = const("n,start,date,trigger,dials,speed,online_s,bytes_in,bytes_out,msgs_in,msgs_out,ask,end,ok,queued")
 
 
 def _int(v):
@@ -375,7 +375,7 @@ class CostLog:
 
     def csv_lines(self, utc_offset_min=0):
         """Yield CSV_HEADER, then one RFC 4180 line (no line end) per record, oldest first."""
-        yield CSV_HEADER
+        yield _CSV_HEADER
         for d in self.each():
             yield ",".join([
                 str(d["n"]), str(d["start"]), local_time(d["start"], utc_offset_min), _csv(d["trigger"]),

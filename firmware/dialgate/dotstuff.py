@@ -5,11 +5,13 @@ and the data ends with CRLF "." CRLF. State is carried across chunks, so a
 "." at the start of a chunk whose line began in the previous chunk is right.
 """
 
-DOT = 46
-LF = 10
-CR = 13
-TAIL = b".\r\n"
-CRLF_TAIL = b"\r\n.\r\n"
+from .compat import const
+
+_DOT = const(46)
+_LF = const(10)
+_CR = const(13)
+_TAIL = const(b".\r\n")
+_CRLF_TAIL = const(b"\r\n.\r\n")
 
 
 class DotStuffer:
@@ -40,10 +42,10 @@ class DotStuffer:
         counting = self.top is not None
         pat = b"\n" if counting else b"\n."
         while start < end and dpos < dlen and not self.done:
-            if self.bol and src[start] == DOT:
+            if self.bol and src[start] == _DOT:
                 if dlen - dpos < 2:
                     break
-                dst[dpos] = DOT  # the extra dot; the original follows with the line
+                dst[dpos] = _DOT  # the extra dot; the original follows with the line
                 dpos += 1
                 self.bol = False
             i = src.find(pat, start, end)
@@ -57,12 +59,12 @@ class DotStuffer:
                 self._count(src, start, n)
             start += n
             dpos += n
-            self.bol = src[start - 1] == LF
+            self.bol = src[start - 1] == _LF
         return start, dpos
 
     def _count(self, src, start, n):
         """TOP bookkeeping for a run that ends at or before the next LF."""
-        ended = src[start + n - 1] == LF
+        ended = src[start + n - 1] == _LF
         k = n - 1 if ended else n
         if k and not self.line_len:
             self.first = src[start]
@@ -71,7 +73,7 @@ class DotStuffer:
             return
         if self.in_header:
             ll = self.line_len
-            if ll == 0 or (ll == 1 and self.first == CR):  # RFC 5322 §2.1: blank line ends the header
+            if ll == 0 or (ll == 1 and self.first == _CR):  # RFC 5322 §2.1: blank line ends the header
                 self.in_header = False
                 self.done = self.top == 0
         else:
@@ -129,7 +131,7 @@ class MessageProducer:
         self.eof = True
         self.close()
         # RFC 1939 §3: the terminator starts a line of its own.
-        self.tail = memoryview(TAIL if self.st.bol else CRLF_TAIL)
+        self.tail = memoryview(_TAIL if self.st.bol else _CRLF_TAIL)
 
     def close(self):
         f = self.f
@@ -173,7 +175,7 @@ class LinesProducer:
                         continue
                 elif not self.ended:
                     self.ended = True
-                    p = TAIL
+                    p = _TAIL
                 else:
                     break
             dpos, self.pending = _copy(buf, dpos, p)

@@ -17,10 +17,10 @@ SMTP_TEXT_LINE = const(998)
 # RFC 5321 §4.5.3.1.8: a server must buffer at least 100 recipients; more get
 # `452 4.5.3 Too many recipients` (§4.5.3.1.10) and the client sends the rest
 # in another transaction. Config: smtp.max_recipients.
-SMTP_RECIPIENTS = const(100)
+_SMTP_RECIPIENTS = const(100)
 # RFC 1870 §4: the fixed maximum message size we advertise as `SIZE n`, in
 # octets. Config: smtp.max_size.
-SMTP_MESSAGE_SIZE = const(10485760)
+_SMTP_MESSAGE_SIZE = const(10485760)
 # A session is bounded by its age and by the octets it has sent, not by a
 # count of messages: an ISP flushing 400 held messages after ETRN (RFC 1985)
 # uses one connection, over a modem. RFC 5321 §4.5.3.2 bounds each wait
@@ -80,7 +80,7 @@ AUTH_TRACKED = const(32)
 
 # Total sessions across all listeners (config net.max_connections); the
 # listener answers over-cap connections with 421 (RFC 5321 §3.8) and closes.
-CONNECTIONS = const(8)
+_CONNECTIONS = const(8)
 
 # ---- POP3 client (multidrop collection from the ISP's mailbox) -----------------
 

@@ -4,10 +4,11 @@ and the host's emulated link (dial the modem emulator, then use its forwarded po
 import asyncio
 
 from . import compat, config, log
+from .compat import const
 from .link import NO_PORT, UP, Link
 from .modem_profiles import ModemSettings
 
-CARRIER_POLL_MS = compat.const(250)
+_CARRIER_POLL_MS = const(250)
 
 
 class ModemLink(Link):
@@ -94,7 +95,7 @@ class ModemLink(Link):
                     await self._close(False)
                     return
                 self._count()
-                await asyncio.sleep(CARRIER_POLL_MS / 1000)
+                await asyncio.sleep(_CARRIER_POLL_MS / 1000)
         except asyncio.CancelledError:
             pass
 

@@ -9,6 +9,7 @@ file so that pppd's exit 8 ("connect script failed") still says why.
 import asyncio
 
 from . import compat, log, modem
+from .compat import const
 from .link import NO_PORT, PPP_FAILED, UP, Link
 
 # pppd(8) EXIT STATUS -> our outcome
@@ -34,9 +35,9 @@ PPPD_EXIT = {
     19: "auth-failed",  # we failed to authenticate to the peer
 }
 
-_MODEM_KEYS = ("modem.port", "modem.baud", "modem.profile", "modem.number", "modem.init", "modem.apn",
+_MODEM_KEYS = const(("modem.port", "modem.baud", "modem.profile", "modem.number", "modem.init", "modem.apn",
                "modem.speaker", "modem.dial", "modem.command_timeout", "modem.connect_timeout",
-               "modem.guard_ms", "modem.redial", "modem.redial_delay", "modem.redial_delay_max")
+               "modem.guard_ms", "modem.redial", "modem.redial_delay", "modem.redial_delay_max"))
 
 
 class PppdLink(Link):

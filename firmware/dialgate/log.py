@@ -9,13 +9,14 @@ flushed by `flush()` (the gateway calls it every few seconds) to spare flash.
 import sys
 
 from . import compat
+from .compat import const
 
-DEBUG = 10
+_DEBUG = const(10)
 INFO = 20
 WARN = 30
 ERROR = 40
-LEVELS = {"debug": DEBUG, "info": INFO, "warn": WARN, "error": ERROR}
-_NAMES = {DEBUG: "DEBUG", INFO: "INFO", WARN: "WARN", ERROR: "ERROR"}
+LEVELS = {"debug": _DEBUG, "info": INFO, "warn": WARN, "error": ERROR}
+_NAMES = {_DEBUG: "DEBUG", INFO: "INFO", WARN: "WARN", ERROR: "ERROR"}
 
 
 class Log:
@@ -127,7 +128,7 @@ LOG = Log()
 
 
 def debug(msg, *args):
-    LOG.write(DEBUG, msg, args)
+    LOG.write(_DEBUG, msg, args)
 
 
 def info(msg, *args):
@@ -144,5 +145,5 @@ def error(msg, *args):
 
 def exception(msg, exc):
     LOG.write(ERROR, "%s: %s", (msg, compat.exc_text(exc)))
-    if LOG.level <= DEBUG:
+    if LOG.level <= _DEBUG:
         compat.print_exc(exc)

@@ -9,8 +9,9 @@ import os
 from array import array
 
 from . import compat
+from .compat import const
 
-_REF = ".ref"
+_REF = const(".ref")
 
 
 class Locked(Exception):

@@ -21,7 +21,7 @@ STOPPED = "stopped"  # the operator hung up while we dialled
 # Outcomes worth dialling again after a backoff (the line or the far end was busy).
 REDIAL = (BUSY, NO_CARRIER, NO_ANSWER, NO_DIALTONE, SILENT)
 
-MAX_LINE = const(96)  # longest result line kept; longer ones (line noise) are cut
+_MAX_LINE = const(96)  # longest result line kept; longer ones (line noise) are cut
 
 # Result codes. V.250 §5.7.1 Table 1 defines 0-8; 10-18 are the common Hayes/USR
 # "CONNECT <rate>" extensions seen with V0 (X1 and above).
@@ -121,7 +121,7 @@ class ResultReader:
     """
 
     def __init__(self):
-        self.buf = bytearray(MAX_LINE)
+        self.buf = bytearray(_MAX_LINE)
         self.n = 0
 
     def feed(self, data):
@@ -132,7 +132,7 @@ class ResultReader:
                 if self.n:
                     out.append(classify(bytes(buf[: self.n])))
                     self.n = 0
-            elif self.n < MAX_LINE:
+            elif self.n < _MAX_LINE:
                 buf[self.n] = b
                 self.n += 1
         return out

@@ -4,10 +4,11 @@ with backoff, and hang-up (DTR drop, else `+++` guard time and ATH0)."""
 import asyncio
 
 from . import compat, log, modem
+from .compat import const
 
-POLL_MS = compat.const(20)  # how often an idle port is looked at
-DTR_DROP_MS = compat.const(500)  # V.250 §6.2.9 &D2: DTR off long enough to be seen
-HANGUP_WAIT_MS = compat.const(3000)  # for DCD to fall after a hang-up
+_POLL_MS = const(20)  # how often an idle port is looked at
+_DTR_DROP_MS = const(500)  # V.250 §6.2.9 &D2: DTR off long enough to be seen
+_HANGUP_WAIT_MS = const(3000)  # for DCD to fall after a hang-up
 
 
 async def sleep_ms(ms):
@@ -64,7 +65,7 @@ class Dialer:
                 if send is None and call.outcome is None and not call.want_reset:
                     return call
                 continue
-            await sleep_ms(POLL_MS)
+            await sleep_ms(_POLL_MS)
 
     def _drain_input(self):
         for _ in range(64):
@@ -76,9 +77,9 @@ class Dialer:
         self.resets += 1
         log.warn("modem: no answer to AT; resetting it (DTR toggle, then ATZ)")
         self.port.set_dtr(False)
-        await sleep_ms(DTR_DROP_MS)
+        await sleep_ms(_DTR_DROP_MS)
         self.port.set_dtr(True)
-        await sleep_ms(DTR_DROP_MS)
+        await sleep_ms(_DTR_DROP_MS)
         self._drain_input()
 
     async def connect(self):
@@ -126,7 +127,7 @@ class Dialer:
         while compat.ticks_diff(compat.ticks_ms(), t0) < ms:
             if self.port.carrier() is False:
                 return True
-            await sleep_ms(POLL_MS)
+            await sleep_ms(_POLL_MS)
         return self.port.carrier() is not True
 
     async def command(self, text, ms):
@@ -141,7 +142,7 @@ class Dialer:
         while compat.ticks_diff(compat.ticks_ms(), t0) < ms:
             n = self.port.read_into(self.buf)
             if not n:
-                await sleep_ms(POLL_MS)
+                await sleep_ms(_POLL_MS)
                 continue
             for code, _speed, _text in reader.feed(mv[:n]):
                 if code not in ("ECHO", "OTHER", "RING"):
@@ -154,7 +155,7 @@ class Dialer:
         port = self.port
         if port.has_dtr:
             port.set_dtr(False)
-            gone = await self._carrier_gone(HANGUP_WAIT_MS if port.carrier() is not None else DTR_DROP_MS)
+            gone = await self._carrier_gone(_HANGUP_WAIT_MS if port.carrier() is not None else _DTR_DROP_MS)
             port.set_dtr(True)
             if gone and port.carrier() is not None:
                 log.info("modem: hung up by dropping DTR")
@@ -169,7 +170,7 @@ class Dialer:
         await sleep_ms(guard)
         await self._result(self.st.cmd_ms)  # OK once back in command mode (or nothing, already there)
         code = await self.command("ATH0", self.st.cmd_ms)
-        gone = await self._carrier_gone(HANGUP_WAIT_MS)
+        gone = await self._carrier_gone(_HANGUP_WAIT_MS)
         if gone:
             log.info("modem: hung up with ATH0 (%s)", code)
         else:

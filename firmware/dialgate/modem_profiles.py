@@ -1,12 +1,14 @@
 """Modem profiles: the init strings and dial command for an analog modem, an ISDN
 terminal adapter and a GSM/3G modem, filled in from the `modem.*` config keys."""
 
+from .compat import const
+
 # Every profile starts from factory settings and asks for what the driver relies
 # on: no echo (E0), verbose results (V1, V.250 §6.2.6), DCD follows the carrier
 # (&C1) and a DTR drop hangs up (&D2).
 _BASE = ["AT&F", "ATE0V1&C1&D2"]
 
-PROFILES = ("analog", "isdn", "gsm")
+_PROFILES = const(("analog", "isdn", "gsm"))
 
 
 class ModemSettings:

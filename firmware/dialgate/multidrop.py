@@ -10,6 +10,7 @@ RAM; the transport and the dialogue are the client's.
 from array import array
 
 from . import compat, limits, log
+from .compat import const
 from .delivery import Route
 from .header_scan import HeaderScan
 from .pop3_client import DELE, RETR
@@ -17,10 +18,10 @@ from .pop3_journal import COLLECTED, TOO_LARGE, valid_uid
 from .smtp_data import rfc5322_date
 
 # per-message flags
-_KNOWN = 1  # journaled as collected: the office has it
-_NOTICED = 2  # journaled as too large: the postmaster was told
-_AGED = 4  # leave_on_server: collected more than keep_days ago, to be deleted
-_DONE = 8  # handled in this call
+_KNOWN = const(1)  # journaled as collected: the office has it
+_NOTICED = const(2)  # journaled as too large: the postmaster was told
+_AGED = const(4)  # leave_on_server: collected more than keep_days ago, to be deleted
+_DONE = const(8)  # handled in this call
 
 
 class Collection:

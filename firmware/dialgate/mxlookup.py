@@ -4,9 +4,11 @@ compat_relay.resolve_mx sends the query over UDP to `relay.resolver` on MicroPyt
 CPython uses dnspython instead.
 """
 
-MX = 15
+from .compat import const
+
+_MX = const(15)
 IN = 1
-MAX_POINTERS = 16  # compression pointers followed per name (RFC 1035 §4.1.4), against loops
+_MAX_POINTERS = const(16)  # compression pointers followed per name (RFC 1035 §4.1.4), against loops
 
 
 def query(domain, qid):
@@ -36,7 +38,7 @@ def _name(buf, i):
             raise ValueError("truncated name")
         n = buf[i]
         if n & 0xC0 == 0xC0:
-            if i + 1 >= len(buf) or jumps >= MAX_POINTERS:
+            if i + 1 >= len(buf) or jumps >= _MAX_POINTERS:
                 raise ValueError("bad pointer")
             if end < 0:
                 end = i + 2
@@ -73,7 +75,7 @@ def parse(buf, qid):
         rtype = _u16(buf, i)
         rdlen = _u16(buf, i + 8)
         i += 10
-        if rtype == MX and rdlen >= 3:
+        if rtype == _MX and rdlen >= 3:
             host, _j = _name(buf, i + 2)
             out.append((_u16(buf, i), host))
         i += rdlen

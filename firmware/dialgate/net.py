@@ -19,9 +19,10 @@ and its unread input pass to a new session (ATRN's role reversal, RFC 2645 §4).
 import asyncio
 
 from . import compat, log
+from .compat import const
 from .proto import Framer
 
-WATCHDOG_MS = compat.const(1000)
+_WATCHDOG_MS = const(1000)
 
 
 class Conn:
@@ -101,7 +102,7 @@ class Net:
 
     async def _watch(self):
         while True:
-            await asyncio.sleep(WATCHDOG_MS / 1000)
+            await asyncio.sleep(_WATCHDOG_MS / 1000)
             self.sweep(compat.ticks_ms())
 
     def sweep(self, now):

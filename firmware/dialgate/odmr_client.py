@@ -14,21 +14,22 @@ No sockets, no clock, no files here.
 """
 
 from . import auth
+from .compat import const
 from .proto import Session
 
 # Replies expected (one command in flight at a time: RFC 2645 §5 has no pipelining)
 GREET = 0
-EHLO = 1
-STARTTLS = 2
-AUTH = 3  # AUTH CRAM-MD5 / LOGIN: 334 challenge
-AUTH_PASS = 4  # AUTH LOGIN: 334 asking for the password
-AUTH_DONE = 5
-ATRN = 6
-QUIT = 7
+_EHLO = const(1)
+_STARTTLS = const(2)
+_AUTH = const(3)  # AUTH CRAM-MD5 / LOGIN: 334 challenge
+_AUTH_PASS = const(4)  # AUTH LOGIN: 334 asking for the password
+_AUTH_DONE = const(5)
+_ATRN = const(6)
+_QUIT = const(7)
 
 # RFC 2645 §5.2.1: the provider may take a while to set up the reversed session
 # ("the client SHOULD wait at least 10 minutes" for the reply to ATRN).
-ATRN_WAIT_MS = 600000
+_ATRN_WAIT_MS = const(600000)
 
 # How an ATRN ended (`result[0]`): what the dial session and the console say.
 REVERSED = "reversed"  # 250: the provider delivered (or tried to) over the same connection
@@ -91,7 +92,7 @@ class OdmrClient(Session):
             return self._end(LATER, 0, b"malformed reply: " + bytes(line[:60]), False)
         code = int(line[:3])
         cont = len(line) > 3 and line[3] == 45  # "-": RFC 5321 §4.2.1
-        if self.expect == EHLO and code == 250 and self.code:
+        if self.expect == _EHLO and code == 250 and self.code:
             self._ext_line(line)  # RFC 5321 §4.1.1.1: one extension a line after the first
         if cont:
             if not self.code:
@@ -126,7 +127,7 @@ class OdmrClient(Session):
         self.tls = None
         self.tls_active = True
         self.ext = {}  # RFC 3207 §4.2: forget what was said before, EHLO again
-        return self._send(b"EHLO " + self.helo + b"\r\n", EHLO)
+        return self._send(b"EHLO " + self.helo + b"\r\n", _EHLO)
 
     # ---- replies --------------------------------------------------------------
 
@@ -141,17 +142,17 @@ class OdmrClient(Session):
 
     def _reply(self, code, text):
         k = self.expect
-        if code == 421 and k != QUIT:  # RFC 5321 §3.8: the provider is closing
+        if code == 421 and k != _QUIT:  # RFC 5321 §3.8: the provider is closing
             return self._end(LATER, code, text, False)
         if k == GREET:
             if code != 220:
                 return self._end(LATER, code, text)
-            return self._send(b"EHLO " + self.helo + b"\r\n", EHLO)
-        if k == EHLO:
+            return self._send(b"EHLO " + self.helo + b"\r\n", _EHLO)
+        if k == _EHLO:
             if code != 250:
                 return self._end(CONFIG if code // 100 == 5 else LATER, code, text)
             return self._after_ehlo()
-        if k == STARTTLS:
+        if k == _STARTTLS:
             if code != 220:
                 return self._end(LATER if code // 100 == 4 else CONFIG, code, text)
             make = self.tls_context
@@ -162,23 +163,23 @@ class OdmrClient(Session):
             except (OSError, ValueError) as e:
                 return self._end(CONFIG, 0, ("TLS: %s" % e).encode(), False)
             return None
-        if k == AUTH:
+        if k == _AUTH:
             if code != 334:
                 return self._auth_failed(code, text)
             if self.mech == "CRAM-MD5":  # RFC 2195: user SP hex(HMAC-MD5(secret, challenge))
-                return self._send(auth.cram_md5(self.user, self.password, text) + b"\r\n", AUTH_DONE)
-            return self._send(auth.b64encode(self.user.encode()) + b"\r\n", AUTH_PASS)
-        if k == AUTH_PASS:
+                return self._send(auth.cram_md5(self.user, self.password, text) + b"\r\n", _AUTH_DONE)
+            return self._send(auth.b64encode(self.user.encode()) + b"\r\n", _AUTH_PASS)
+        if k == _AUTH_PASS:
             if code != 334:
                 return self._auth_failed(code, text)
-            return self._send(auth.b64encode(self.password.encode()) + b"\r\n", AUTH_DONE)
-        if k == AUTH_DONE:
+            return self._send(auth.b64encode(self.password.encode()) + b"\r\n", _AUTH_DONE)
+        if k == _AUTH_DONE:
             if code != 235:
                 return self._auth_failed(code, text)
             return self._atrn()
-        if k == ATRN:
+        if k == _ATRN:
             return self._atrn_reply(code, text)
-        if k == QUIT:
+        if k == _QUIT:
             self.closing = True
         return None
 
@@ -190,33 +191,33 @@ class OdmrClient(Session):
         if not self.tls_active and (pol == "starttls" or (pol == "opportunistic" and offered)):
             if not offered:  # RFC 3207 §4.1: a required STARTTLS that is missing ends it
                 return self._end(CONFIG, 0, b"STARTTLS required (relay.tls) but not offered")
-            return self._send(b"STARTTLS\r\n", STARTTLS)
+            return self._send(b"STARTTLS\r\n", _STARTTLS)
         if not self.user:
             return self._atrn()  # RFC 2645 §5.1.2 wants AUTH; a provider may know us otherwise
         mechs = self.ext.get("AUTH", "").split()
         if "CRAM-MD5" in mechs:  # RFC 2645 §5.1.2: the mechanism every ODMR server has
             self.mech = "CRAM-MD5"
-            return self._send(b"AUTH CRAM-MD5\r\n", AUTH)
+            return self._send(b"AUTH CRAM-MD5\r\n", _AUTH)
         if not self.tls_active:
             return self._end(CONFIG, 0, b"no AUTH CRAM-MD5 offered, and no TLS to send a password over")
         if "PLAIN" in mechs:  # RFC 4616, initial response (RFC 4954 §4)
             self.mech = "PLAIN"
             cred = b"\0" + self.user.encode() + b"\0" + self.password.encode()
-            return self._send(b"AUTH PLAIN " + auth.b64encode(cred) + b"\r\n", AUTH_DONE)
+            return self._send(b"AUTH PLAIN " + auth.b64encode(cred) + b"\r\n", _AUTH_DONE)
         if "LOGIN" in mechs:
             self.mech = "LOGIN"
-            return self._send(b"AUTH LOGIN\r\n", AUTH)
+            return self._send(b"AUTH LOGIN\r\n", _AUTH)
         return self._end(CONFIG, 0, b"the provider offers no AUTH mechanism we have")
 
     def _auth_failed(self, code, text):
         return self._end(LATER if code // 100 == 4 else CONFIG, code, b"AUTH " + self.mech.encode() + b": " + text)
 
     def _atrn(self):
-        self.timeout_ms = ATRN_WAIT_MS
+        self.timeout_ms = _ATRN_WAIT_MS
         cmd = b"ATRN"
         if self.domains:
             cmd += b" " + ",".join(self.domains).encode()  # RFC 2645 §5.2.1: comma, no spaces
-        return self._send(cmd + b"\r\n", ATRN)
+        return self._send(cmd + b"\r\n", _ATRN)
 
     def _atrn_reply(self, code, text):
         self.timeout_ms = Session.timeout_ms
@@ -262,5 +263,5 @@ class OdmrClient(Session):
             self.closing = True
             return None
         self.quit_sent = True
-        self.expect = QUIT
+        self.expect = _QUIT
         return b"QUIT\r\n"

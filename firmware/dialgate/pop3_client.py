@@ -20,23 +20,24 @@ n) or None, `begin(n)` -> sink with write(), `retrieved(n, error)`,
 import binascii
 
 from . import auth, limits
+from .compat import const
 from .proto import Session
 
 # What the reply at the head of the queue answers.
 GREET = 0
-CAPA = 1
-STLS = 2
-APOP = 3
-AUTH = 4  # AUTH CRAM-MD5: "+ challenge" first
-AUTH_DONE = 5
+_CAPA = const(1)
+_STLS = const(2)
+_APOP = const(3)
+_AUTH = const(4)  # AUTH CRAM-MD5: "+ challenge" first
+_AUTH_DONE = const(5)
 USER = 6
-PASS = 7
-STAT = 8
-UIDL = 9
-LIST = 10
+_PASS = const(7)
+_STAT = const(8)
+_UIDL = const(9)
+_LIST = const(10)
 RETR = 11
 DELE = 12
-QUIT = 13
+_QUIT = const(13)
 
 # How a collection ended (`result[0]`), for the dial session and the log.
 DONE = "collected"  # logged in, listed, fetched what it could: a success
@@ -102,8 +103,8 @@ class Pop3Client(Session):
         kind, i = self.pending.pop(0)
         if line.startswith(b"+OK"):
             return self._ok(kind, i, line)
-        if line.startswith(b"+ ") and kind == AUTH:  # RFC 5034 §4: a SASL challenge
-            return self._send(auth.cram_md5(self.user, self.password, bytes(line[2:])) + b"\r\n", AUTH_DONE)
+        if line.startswith(b"+ ") and kind == _AUTH:  # RFC 5034 §4: a SASL challenge
+            return self._send(auth.cram_md5(self.user, self.password, bytes(line[2:])) + b"\r\n", _AUTH_DONE)
         if line.startswith(b"-ERR"):
             return self._err(kind, i, bytes(line[:200]))
         return self._end(LATER, b"malformed reply: " + bytes(line[:60]), "", False)
@@ -146,7 +147,7 @@ class Pop3Client(Session):
         self.tls = None
         self.tls_active = True
         self.capa = None  # RFC 2595 §4: forget what was said before TLS
-        return self._send(b"CAPA\r\n", CAPA)
+        return self._send(b"CAPA\r\n", _CAPA)
 
     # ---- replies ------------------------------------------------------------
 
@@ -157,12 +158,12 @@ class Pop3Client(Session):
             gt = line.find(b">", lt + 1)
             if lt > 0 and gt > lt:  # RFC 1939 §7: the APOP timestamp, <...@...>
                 self.stamp = bytes(line[lt : gt + 1])
-            return self._send(b"CAPA\r\n", CAPA)
-        if kind == CAPA:
+            return self._send(b"CAPA\r\n", _CAPA)
+        if kind == _CAPA:
             self.capa = {}
-            self.multi = CAPA
+            self.multi = _CAPA
             return None
-        if kind == STLS:
+        if kind == _STLS:
             try:
                 if self.tls_context is None:
                     raise ValueError("no TLS context")
@@ -170,15 +171,15 @@ class Pop3Client(Session):
             except (OSError, ValueError) as e:
                 return self._end(CONFIG, ("TLS: %s" % e).encode(), "relay.ca_file", False)
             return None
-        if kind in (APOP, AUTH_DONE, PASS):
+        if kind in (_APOP, _AUTH_DONE, _PASS):
             return self._listing()
         if kind == USER:
-            return self._send(b"PASS " + self.password.encode() + b"\r\n", PASS)
-        if kind == STAT:
+            return self._send(b"PASS " + self.password.encode() + b"\r\n", _PASS)
+        if kind == _STAT:
             w = line.split()
             self.box.begin_listing(int(w[1]) if len(w) > 1 and w[1].isdigit() else 0)
-            return self._pipelined_listing(UIDL)
-        if kind == UIDL or kind == LIST:
+            return self._pipelined_listing(_UIDL)
+        if kind == _UIDL or kind == _LIST:
             self.multi = kind
             return None
         if kind == RETR:
@@ -193,7 +194,7 @@ class Pop3Client(Session):
         if kind == DELE:
             self.box.deleted(i, True)
             return self._go() if not self.pending else None
-        if kind == QUIT:
+        if kind == _QUIT:
             self.box.quit(True)
             return self._end(DONE, b"", "", False)
         return None
@@ -201,22 +202,22 @@ class Pop3Client(Session):
     def _err(self, kind, i, line):
         if kind == GREET:
             return self._end(LATER, line, "isp.pop3.host", False)
-        if kind == CAPA:  # RFC 1939-only server: no capabilities to go by
+        if kind == _CAPA:  # RFC 1939-only server: no capabilities to go by
             return self._after_capa()
-        if kind == STLS:
+        if kind == _STLS:
             if self.tls_policy == "stls":
                 return self._end(CONFIG, b"STLS refused: " + line, "isp.pop3.tls")
             return self._login()
-        if kind in (APOP, AUTH, AUTH_DONE, USER, PASS):
+        if kind in (_APOP, _AUTH, _AUTH_DONE, USER, _PASS):
             code = line[5:].upper()
             if code.startswith(b"[IN-USE]") or code.startswith(b"[SYS/TEMP]") or code.startswith(b"[LOGIN-DELAY]"):
                 return self._end(LATER, line, "")  # RFC 2449 §8.1.2, RFC 3206 §4: not the password
             return self._login(line)
-        if kind == STAT:
+        if kind == _STAT:
             return self._end(LATER, line, "")
-        if kind == UIDL:  # RFC 1939 §7 UIDL is optional, and nothing works without it
+        if kind == _UIDL:  # RFC 1939 §7 UIDL is optional, and nothing works without it
             return self._end(CONFIG, b"no UIDL: " + line, "isp.pop3.host")
-        if kind == LIST:
+        if kind == _LIST:
             return self._end(LATER, line, "")
         if kind == RETR:  # gone meanwhile (another client): it stays for the box's count
             self.box.retrieved(i, line)
@@ -224,7 +225,7 @@ class Pop3Client(Session):
         if kind == DELE:
             self.box.deleted(i, False)
             return self._go() if not self.pending else None
-        if kind == QUIT:  # RFC 1939 §6: "some deleted messages not removed"
+        if kind == _QUIT:  # RFC 1939 §6: "some deleted messages not removed"
             self.box.quit(False)
             return self._end(LATER, line, "", False)
         return None
@@ -234,16 +235,16 @@ class Pop3Client(Session):
         if line == b".":
             k = self.multi
             self.multi = 0
-            if k == CAPA:
+            if k == _CAPA:
                 return self._after_capa()
-            if k == UIDL:
-                return self._pipelined_listing(LIST) if not self.pending else None
+            if k == _UIDL:
+                return self._pipelined_listing(_LIST) if not self.pending else None
             self.box.listing_done()
             return self._go()
         if line.startswith(b"."):
             line = line[1:]
         k = self.multi
-        if k == CAPA:
+        if k == _CAPA:
             try:
                 w = bytes(line).decode().split(None, 1)
             except UnicodeError:  # CAPA tags are ASCII (RFC 2449 §5): a line that is not, is ignored
@@ -254,7 +255,7 @@ class Pop3Client(Session):
         sp = line.find(b" ")
         if sp > 0 and line[:sp].isdigit():
             n = int(line[:sp])
-            if k == UIDL:
+            if k == _UIDL:
                 self.box.listed(n, bytes(line[sp + 1 :]).strip())
             elif line[sp + 1 :].strip().isdigit():
                 self.box.sized(n, int(line[sp + 1 :].strip()))
@@ -270,7 +271,7 @@ class Pop3Client(Session):
         if not self.tls_active and (pol == "stls" or (pol == "opportunistic" and offered)):
             if not offered:  # RFC 2595 §2.1: a required STLS that is missing ends it
                 return self._end(CONFIG, b"STLS required but not offered", "isp.pop3.tls")
-            return self._send(b"STLS\r\n", STLS)
+            return self._send(b"STLS\r\n", _STLS)
         return self._login()
 
     def _login(self, why=b""):
@@ -284,14 +285,14 @@ class Pop3Client(Session):
         if self.stamp and "a" not in t:
             self.tried += "a"
             return self._send(b"APOP " + self.user.encode() + b" " + apop_digest(self.stamp, self.password) + b"\r\n",
-                              APOP)
+                              _APOP)
         if "CRAM-MD5" in mechs and "c" not in t:
             self.tried += "c"
-            return self._send(b"AUTH CRAM-MD5\r\n", AUTH)
+            return self._send(b"AUTH CRAM-MD5\r\n", _AUTH)
         if clear and "PLAIN" in mechs and "p" not in t:
             self.tried += "p"
             cred = b"\0" + self.user.encode() + b"\0" + self.password.encode()
-            return self._send(b"AUTH PLAIN " + auth.b64encode(cred) + b"\r\n", AUTH_DONE)
+            return self._send(b"AUTH PLAIN " + auth.b64encode(cred) + b"\r\n", _AUTH_DONE)
         if clear and (c is None or "USER" in c) and "u" not in t and "p" not in t:
             self.tried += "u"
             return self._send(b"USER " + self.user.encode() + b"\r\n", USER)
@@ -302,16 +303,16 @@ class Pop3Client(Session):
     def _listing(self):
         self.tried = ""
         if not self.pipelining:
-            return self._send(b"STAT\r\n", STAT)
-        self.pending.append((STAT, 0))
-        self.pending.append((UIDL, 0))
-        self.pending.append((LIST, 0))
+            return self._send(b"STAT\r\n", _STAT)
+        self.pending.append((_STAT, 0))
+        self.pending.append((_UIDL, 0))
+        self.pending.append((_LIST, 0))
         return b"STAT\r\nUIDL\r\nLIST\r\n"
 
     def _pipelined_listing(self, kind):
         if self.pipelining:
             return None  # already sent
-        return self._send(b"UIDL\r\n" if kind == UIDL else b"LIST\r\n", kind)
+        return self._send(b"UIDL\r\n" if kind == _UIDL else b"LIST\r\n", kind)
 
     def _go(self):
         """Send what the collection wants next: DELEs (all of them together
@@ -324,7 +325,7 @@ class Pop3Client(Session):
             act = box.next()
             if act is None:
                 self.quit_sent = True
-                self.pending.append((QUIT, 0))
+                self.pending.append((_QUIT, 0))
                 return out + b"QUIT\r\n"
             kind, i = act
             self.pending.append((kind, i))
@@ -344,5 +345,5 @@ class Pop3Client(Session):
             self.closing = True
             return None
         self.quit_sent = True
-        self.pending = [(QUIT, 0)]
+        self.pending = [(_QUIT, 0)]
         return b"QUIT\r\n"

@@ -19,12 +19,12 @@ from .compat import const
 COLLECTED = 67  # "C"
 TOO_LARGE = 84  # "T"
 _LINE_MAX = const(96)  # "K " + 10 digits + " " + 70-octet UIDL + LF = 84: longer is foreign
-UID_MAX = const(70)  # RFC 1939 §7
+_UID_MAX = const(70)  # RFC 1939 §7
 
 
 def valid_uid(uid):
     """RFC 1939 §7: a unique-id is 1 to 70 octets in 0x21..0x7E (bytes)."""
-    if not uid or len(uid) > UID_MAX:
+    if not uid or len(uid) > _UID_MAX:
         return False
     for c in uid:
         if c < 0x21 or c > 0x7E:

@@ -6,26 +6,27 @@ the wrong-state reply comes from `on_line` only. Deletions happen at QUIT only.
 """
 
 from . import auth, compat, limits, log
+from .compat import const
 from .dotstuff import LinesProducer, MessageProducer
 from .mailbox import Locked
 from .proto import Session
 
 # RFC 1939 §3 states. UPDATE is entered and left inside QUIT.
-AUTHORIZATION = 1
-TRANSACTION = 2
-ANY = AUTHORIZATION | TRANSACTION
+_AUTHORIZATION = const(1)
+_TRANSACTION = const(2)
+ANY = _AUTHORIZATION | _TRANSACTION
 
-ERR_STATE = b"-ERR command not valid in this state\r\n"
-ERR_UNKNOWN = b"-ERR unknown command\r\n"
-ERR_SYNTAX = b"-ERR syntax error in arguments\r\n"
-ERR_NO_MSG = b"-ERR no such message\r\n"
-ERR_DELETED = b"-ERR message already deleted\r\n"
+_ERR_STATE = const(b"-ERR command not valid in this state\r\n")
+_ERR_UNKNOWN = const(b"-ERR unknown command\r\n")
+_ERR_SYNTAX = const(b"-ERR syntax error in arguments\r\n")
+_ERR_NO_MSG = const(b"-ERR no such message\r\n")
+_ERR_DELETED = const(b"-ERR message already deleted\r\n")
 # RFC 3206 §5: the same words whether the user is unknown or the password wrong.
-ERR_LOGIN = b"-ERR [AUTH] invalid user name or password\r\n"
-ERR_LOCKOUT = b"-ERR [AUTH] too many failed logins from your address, try again later\r\n"
-ERR_PLAIN = b"-ERR [AUTH] plaintext login not allowed on this connection, use STLS\r\n"
-ERR_IN_USE = b"-ERR [IN-USE] maildrop already locked by another session\r\n"
-ERR_TEMP = b"-ERR [SYS/TEMP] maildrop not available, try again later\r\n"
+_ERR_LOGIN = const(b"-ERR [AUTH] invalid user name or password\r\n")
+_ERR_LOCKOUT = const(b"-ERR [AUTH] too many failed logins from your address, try again later\r\n")
+_ERR_PLAIN = const(b"-ERR [AUTH] plaintext login not allowed on this connection, use STLS\r\n")
+_ERR_IN_USE = const(b"-ERR [IN-USE] maildrop already locked by another session\r\n")
+_ERR_TEMP = const(b"-ERR [SYS/TEMP] maildrop not available, try again later\r\n")
 OK = b"+OK\r\n"
 
 
@@ -58,7 +59,7 @@ class Pop3Session(Session):
         Session.__init__(self, peer)
         self.svc = svc
         self.timeout_ms = svc.idle_s * 1000
-        self.state = AUTHORIZATION
+        self.state = _AUTHORIZATION
         self.tls = None  # proto.Session: an ssl context asks net to start TLS after this reply
         self.tls_active = False
         self.user = None  # name given by USER, waiting for PASS
@@ -89,10 +90,10 @@ class Pop3Session(Session):
         entry = self.POP_VERBS.get(verb)
         if entry is None:
             self.user = None
-            return ERR_UNKNOWN
+            return _ERR_UNKNOWN
         if not entry[0] & self.state:
             self.user = None
-            return ERR_STATE
+            return _ERR_STATE
         if verb != b"PASS":
             self.user = None  # RFC 1939 §7: PASS must follow USER directly
         return entry[1](self, arg)
@@ -125,7 +126,7 @@ class Pop3Session(Session):
     def pop_CAPA(self, arg):
         # RFC 2449 §5: capabilities may differ before and after login.
         svc = self.svc
-        auth = self.state == AUTHORIZATION
+        auth = self.state == _AUTHORIZATION
         out = "+OK capability list follows\r\nTOP\r\nUIDL\r\n"
         if auth and self.plain_ok():
             out += "USER\r\nSASL PLAIN\r\n"
@@ -143,9 +144,9 @@ class Pop3Session(Session):
 
     def pop_USER(self, arg):
         if not self.plain_ok():
-            return ERR_PLAIN
+            return _ERR_PLAIN
         if not arg:
-            return ERR_SYNTAX
+            return _ERR_SYNTAX
         # Any name is accepted here so USER does not reveal who exists (RFC 1939 §13).
         self.user = arg
         return b"+OK send PASS\r\n"
@@ -167,7 +168,7 @@ class Pop3Session(Session):
             return b"-ERR APOP not available\r\n"
         words = arg.split()
         if len(words) != 2 or len(words[1]) != 32:
-            return ERR_SYNTAX
+            return _ERR_SYNTAX
         return self._login(_name(words[0]), None, words[1].lower())
 
     def pop_AUTH(self, arg):
@@ -179,7 +180,7 @@ class Pop3Session(Session):
         if words[0].upper() != b"PLAIN" or len(words) > 2:
             return b"-ERR unsupported authentication mechanism\r\n"
         if not self.plain_ok():
-            return ERR_PLAIN
+            return _ERR_PLAIN
         if len(words) == 2:
             return self._sasl_response(words[1])
         self.sasl = True
@@ -216,7 +217,7 @@ class Pop3Session(Session):
         ip = self.peer[0]
         if svc.throttle.check(ip):
             self.pause_ms = svc.throttle.delay_ms  # refused unchecked, but not at full speed
-            return ERR_LOCKOUT
+            return _ERR_LOCKOUT
         ok = False
         if name is not None:
             if digest is not None:
@@ -233,7 +234,7 @@ class Pop3Session(Session):
         ip = self.peer[0]
         self.pause_ms = svc.throttle.failed(ip)  # RFC 1939 §13: slow down guessing
         log.info("pop3 %s: login failed for %s", ip, name or "?")
-        return ERR_LOGIN
+        return _ERR_LOGIN
 
     def _open(self, name):
         svc = self.svc
@@ -242,23 +243,23 @@ class Pop3Session(Session):
         try:
             drop = svc.maildrops.open(name)
         except Locked:
-            return ERR_IN_USE  # RFC 1939 §8, RFC 2449 §8.1.1
+            return _ERR_IN_USE  # RFC 1939 §8, RFC 2449 §8.1.1
         except ValueError:  # a name the maildrops cannot hold (RFC 3206 §4: not temporary)
             return b"-ERR [SYS/PERM] no maildrop for this user\r\n"
         except OSError as e:
             log.warn("pop3 %s: cannot open maildrop: %s", name, compat.exc_text(e))
-            return ERR_TEMP
+            return _ERR_TEMP
         try:
             msgs = drop.messages()
         except OSError as e:
             drop.close()
             log.warn("pop3 %s: cannot list maildrop: %s", name, compat.exc_text(e))
-            return ERR_TEMP
+            return _ERR_TEMP
         self.drop = drop
         self.msgs = msgs
         self.deleted = bytearray(len(msgs))
         self.name = name
-        self.state = TRANSACTION
+        self.state = _TRANSACTION
         svc.logged_in(name)
         n, size = self._totals()
         log.info("pop3 %s: %s logged in, %d messages", self.peer[0], name, n)
@@ -280,9 +281,9 @@ class Pop3Session(Session):
         """Message number -> (0-based index, None) or (-1, error reply)."""
         n = _int(word)
         if n < 1 or n > len(self.msgs):
-            return -1, ERR_NO_MSG
+            return -1, _ERR_NO_MSG
         if self.deleted[n - 1]:
-            return -1, ERR_DELETED
+            return -1, _ERR_DELETED
         return n - 1, None
 
     def _one_arg(self, arg, optional):
@@ -309,7 +310,7 @@ class Pop3Session(Session):
     def _listing(self, arg, line):
         word = self._one_arg(arg, True)
         if word is None:
-            return ERR_SYNTAX
+            return _ERR_SYNTAX
         if word:
             i, err = self._index(word)
             return err or b"+OK " + line(i)
@@ -321,7 +322,7 @@ class Pop3Session(Session):
         """`msg` argument of RETR / DELE -> (index, None) or (-1, -ERR reply)."""
         word = self._one_arg(arg, False)
         if word is None:
-            return -1, ERR_SYNTAX
+            return -1, _ERR_SYNTAX
         return self._index(word)
 
     def pop_RETR(self, arg):
@@ -333,13 +334,13 @@ class Pop3Session(Session):
     def pop_TOP(self, arg):
         words = arg.split()
         if len(words) != 2:
-            return ERR_SYNTAX
+            return _ERR_SYNTAX
         i, err = self._index(words[0])
         if err:
             return err
         lines = _int(words[1])
         if lines < 0:
-            return ERR_SYNTAX
+            return _ERR_SYNTAX
         return self._send(i, lines, b"+OK top of message follows\r\n")
 
     def _send(self, i, top, reply):
@@ -371,7 +372,7 @@ class Pop3Session(Session):
 
     def pop_QUIT(self, arg):
         self.closing = True
-        if self.state == AUTHORIZATION:
+        if self.state == _AUTHORIZATION:
             return b"+OK dialgate POP3 server signing off\r\n"
         # RFC 1939 §6: UPDATE state — remove the marked messages, then release the lock.
         marked = [i for i in range(len(self.deleted)) if self.deleted[i]]
@@ -391,17 +392,17 @@ class Pop3Session(Session):
     POP_VERBS = {
         b"CAPA": (ANY, pop_CAPA),
         b"QUIT": (ANY, pop_QUIT),
-        b"USER": (AUTHORIZATION, pop_USER),
-        b"PASS": (AUTHORIZATION, pop_PASS),
-        b"APOP": (AUTHORIZATION, pop_APOP),
-        b"AUTH": (AUTHORIZATION, pop_AUTH),
-        b"STLS": (AUTHORIZATION, pop_STLS),
-        b"STAT": (TRANSACTION, pop_STAT),
-        b"LIST": (TRANSACTION, pop_LIST),
-        b"RETR": (TRANSACTION, pop_RETR),
-        b"DELE": (TRANSACTION, pop_DELE),
-        b"NOOP": (TRANSACTION, pop_NOOP),
-        b"RSET": (TRANSACTION, pop_RSET),
-        b"TOP": (TRANSACTION, pop_TOP),
-        b"UIDL": (TRANSACTION, pop_UIDL),
+        b"USER": (_AUTHORIZATION, pop_USER),
+        b"PASS": (_AUTHORIZATION, pop_PASS),
+        b"APOP": (_AUTHORIZATION, pop_APOP),
+        b"AUTH": (_AUTHORIZATION, pop_AUTH),
+        b"STLS": (_AUTHORIZATION, pop_STLS),
+        b"STAT": (_TRANSACTION, pop_STAT),
+        b"LIST": (_TRANSACTION, pop_LIST),
+        b"RETR": (_TRANSACTION, pop_RETR),
+        b"DELE": (_TRANSACTION, pop_DELE),
+        b"NOOP": (_TRANSACTION, pop_NOOP),
+        b"RSET": (_TRANSACTION, pop_RSET),
+        b"TOP": (_TRANSACTION, pop_TOP),
+        b"UIDL": (_TRANSACTION, pop_UIDL),
     }

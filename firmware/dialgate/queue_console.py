@@ -4,7 +4,7 @@ from . import compat, log
 from .compat import const
 from .console import CommandError, need
 
-MAX_LIST = 200  # lines `queue list` prints before summarising the rest
+_MAX_LIST = const(200)  # lines `queue list` prints before summarising the rest
 _ERR_LIST = const(80)  # characters of the last error `queue list` shows
 _HDR_LINES = const(40)  # header lines `queue show` prints
 _HDR_WIDTH = const(200)  # characters of each
@@ -59,14 +59,14 @@ def cmd_list(gw, args):
     now = compat.wall_time()
     ids = gw.outq.ids()
     out = []
-    for mid in ids[:MAX_LIST]:
+    for mid in ids[:_MAX_LIST]:
         try:
             rec = gw.outq.load(mid)
         except KeyError:
             continue
         out.append(_list_line(rec, now))
-    if len(ids) > MAX_LIST:
-        out.append("... and %d more" % (len(ids) - MAX_LIST))
+    if len(ids) > _MAX_LIST:
+        out.append("... and %d more" % (len(ids) - _MAX_LIST))
     out.append("%d message(s) queued" % len(ids))
     return out
 

@@ -4,10 +4,11 @@ outcomes applied to the queue records, DSNs. `relay.Relay` is the state.
 """
 
 from . import compat, log, outq
+from .compat import const
 from .envelope import Envelope, outcome
 from .retry import RetryPolicy, clock_ok
 
-MAX_WARNED = 500  # ids remembered as warned (relay.json stays well under its 64 KB bound)
+_MAX_WARNED = const(500)  # ids remembered as warned (relay.json stays well under its 64 KB bound)
 FAILED = "failed"  # bounce.FAILED / DELAYED, without importing bounce until needed
 DELAYED = "delayed"
 
@@ -315,7 +316,7 @@ def housekeeping(rl, ids, now):
         if p.warn_due(rec.created, rec.sessions, now) and mid not in rl.state.warned:
             if _bounce(rl, rec, rec.pending(), DELAYED, now):
                 rl.state.warned.append(mid)
-                if len(rl.state.warned) > MAX_WARNED:
+                if len(rl.state.warned) > _MAX_WARNED:
                     rl.state.warned.pop(0)  # worst case: one more warning for the oldest
         keep.append(mid)
     return keep

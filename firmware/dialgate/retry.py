@@ -3,7 +3,7 @@ counted in wall time *and* online sessions (RFC 5321 §4.5.4.1), and the
 RFC 5322 dates the queue shows and the DSNs carry. See docs/queue.md.
 """
 
-from .compat import clock_ok
+from .compat import clock_ok, const
 
 
 class RetryPolicy:
@@ -54,8 +54,8 @@ class RetryPolicy:
         return created + self.lifetime if clock_ok(created) else 0
 
 
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_DAYS = const(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"))
+_MONTHS = const(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"))
 
 
 def civil(t):

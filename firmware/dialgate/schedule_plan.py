@@ -2,11 +2,12 @@
 Plan: at start-up (config checking) and when the session owner starts, then
 unloaded (scheduler.parse_plan). docs/sessions.md documents the forms."""
 
+from .compat import const
 from .config import ConfigError
 
-_DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_WINDOW_FORM = "expected [DAYS] HH:MM-HH:MM every MINUTES"
-_TIME_FORM = "expected [DAYS] HH:MM"
+_DAY_NAMES = const(("mon", "tue", "wed", "thu", "fri", "sat", "sun"))
+_WINDOW_FORM = const("expected [DAYS] HH:MM-HH:MM every MINUTES")
+_TIME_FORM = const("expected [DAYS] HH:MM")
 
 
 class Plan:

@@ -7,7 +7,7 @@ from .compat import clock_ok, const, ticks_diff
 
 _DAY = const(86400)
 _SLOT_GRACE = const(900)  # s: a slot missed by more than this (board off, clock just set) is skipped
-_DAY_TEXT = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # no str.capitalize on MicroPython
+_DAY_TEXT = const(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"))  # no str.capitalize on MicroPython
 
 
 class Now:

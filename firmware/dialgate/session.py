@@ -14,8 +14,8 @@ COLLECT = "collect"  # inbound.collect(gw, s.collect) (ODMR, POP3 multidrop), th
 HANGUP = "hangup"  # link.down(), then hung_up()
 DONE = "done"  # write s.record to the cost log
 
-ASK_TRIES = const(3)  # ETRN tries in one call (4xx or no connection)
-ASK_PAUSE_MS = const(5000)  # between two of them
+_ASK_TRIES = const(3)  # ETRN tries in one call (4xx or no connection)
+_ASK_PAUSE_MS = const(5000)  # between two of them
 
 # Phases (s.phase)
 DIALLING = "dialling"
@@ -24,7 +24,7 @@ ASKING = "asking"  # waiting ASK_PAUSE_MS to ask again
 COLLECTING = "collecting"  # ODMR / POP3 multidrop: the held mail comes in
 LINGERING = "lingering"
 HANGING_UP = "hanging up"
-ENDED = "done"
+_ENDED = const("done")
 
 
 class DialSession:
@@ -107,7 +107,7 @@ class DialSession:
             self.flush_error = error
         asked = self.etrn_now
         self.etrn_now = None
-        if self.phase == HANGING_UP or self.phase == ENDED:
+        if self.phase == HANGING_UP or self.phase == _ENDED:
             return None
         if asked:
             return self._asked(asked, etrn_results, now)
@@ -129,9 +129,9 @@ class DialSession:
                 return self._linger(now)
         else:
             self.record["ask"] = "ETRN not sent"
-        if self.asks < ASK_TRIES:
+        if self.asks < _ASK_TRIES:
             self.phase = ASKING
-            self.ask_at = ticks_add(now, ASK_PAUSE_MS)
+            self.ask_at = ticks_add(now, _ASK_PAUSE_MS)
             return None
         if self.flush_error:  # nobody to talk to: no point waiting on the line
             return self._hangup("smarthost unreachable", "smarthost unreachable: " + self.flush_error)
@@ -160,7 +160,7 @@ class DialSession:
         `ATRN 250` or `POP3 12 (3 left)`."""
         self.collect = []
         self.collected_any = True
-        if self.phase == HANGING_UP or self.phase == ENDED:
+        if self.phase == HANGING_UP or self.phase == _ENDED:
             return None
         parts = [self.record["ask"]] if self.record["ask"] else []
         for word, how, code, text in results:
@@ -181,7 +181,7 @@ class DialSession:
         `due`: messages are due in the queue; `busy`: a flush is running.
         Returns an action or None."""
         ph = self.phase
-        if ph == HANGING_UP or ph == ENDED:
+        if ph == HANGING_UP or ph == _ENDED:
             return None
         if ticks_diff(now, self.t0) >= self.max_ms:
             return self._hangup("max_online", "" if ph == LINGERING else "max_online before the work was done")
@@ -208,7 +208,7 @@ class DialSession:
 
     def stop(self, why):
         """Hang up now (the operator's `hangup`, the gateway stopping)."""
-        if self.phase == HANGING_UP or self.phase == ENDED:
+        if self.phase == HANGING_UP or self.phase == _ENDED:
             return None
         return self._hangup(why)
 
@@ -221,6 +221,6 @@ class DialSession:
         r["bytes_out"] = bytes_out
         r["msgs_in"] = msgs_in
         r["ok"] = not self.failure
-        self.phase = ENDED
+        self.phase = _ENDED
         return DONE
 

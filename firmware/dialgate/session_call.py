@@ -10,8 +10,8 @@ from . import compat, log, scheduler
 from . import session as S
 from .compat import const
 
-POLL_MS = const(250)  # how often a running dial or flush is looked at
-TICK_MS = const(1000)  # how often the phase machine is asked
+_POLL_MS = const(250)  # how often a running dial or flush is looked at
+_TICK_MS = const(1000)  # how often the phase machine is asked
 
 
 async def run_call(sr, kind, why):
@@ -22,7 +22,13 @@ async def run_call(sr, kind, why):
     trusted = compat.clock_trusted()
     wall = compat.wall_time() if trusted else 0
     if sr.n < 0:  # the cost log numbers the calls; an older spool kept the count in relay.json
+        had = "costlog" in gw.__dict__
         sr.n = max(gw.costlog.last_number(), gw.relay.state.legacy_session)
+        if not had and gw.cfg["board.unload_after"] > 0:
+            # read once: where features unload, its code (8.5 KB as .mpy) is not kept through
+            # the call's peak (link, queue run, SMTP server at once); _finish loads it again
+            compat.drop_attr(gw, "costlog")
+            compat.unload("dialgate.costlog")
     sr.n += 1
     s = S.DialSession(sr.cfg, sr.n, kind, why, t, wall)
     s.record["queued"] = len(gw.outq)  # mail waiting when the call began (the report's queue depth)
@@ -67,7 +73,7 @@ async def run_call(sr, kind, why):
                 continue
             act = None
             while act is None:
-                await asyncio.sleep(POLL_MS / 1000)
+                await asyncio.sleep(_POLL_MS / 1000)
                 now = compat.ticks_ms()
                 if task is not None and task.done():
                     res = box[0]
@@ -87,6 +93,7 @@ async def run_call(sr, kind, why):
                         act = s.flushed(relay.run_delivered, err, relay.etrn_results, now)
                         if asked:
                             _log_ask(s)
+                        _drop_queue_run(gw)
                     if act is not None:
                         break
                 if sr.stop_why:
@@ -99,7 +106,7 @@ async def run_call(sr, kind, why):
                     bytes_seen = b
                     active = now
                 active = _conn_activity(sr, active)
-                if compat.ticks_diff(now, last_tick) < TICK_MS:
+                if compat.ticks_diff(now, last_tick) < _TICK_MS:
                     continue
                 last_tick = now
                 act = s.tick(now, link.is_up(), active, sr.queue_state(now, compat.wall_time())[0] > 0, task is not None)
@@ -166,6 +173,17 @@ async def _collect(gw, ways):
     from .inbound import collect  # ODMR / POP3 multidrop: loaded for the call that asks
 
     return await collect(gw, ways)
+
+
+def _drop_queue_run(gw):
+    """Where features unload, one queue run's code (relay_run, smtp_client: about
+    25 KB as .mpy) goes as soon as the flush has ended rather than
+    board.unload_after (60 s on a board) later: the mail ETRN asked for arrives
+    in the same call and loads the SMTP server (docs/architecture.md, "Memory")."""
+    if gw.cfg["board.unload_after"] > 0 and not gw.relay.running:
+        from .app_unload import unload_now
+
+        unload_now(gw, "relay_run")
 
 
 def _log_ask(s):

@@ -9,9 +9,9 @@ import asyncio
 from . import compat, log, scheduler
 from .compat import const
 
-TICK_MS = const(1000)  # how often the scheduler is asked
-HEAD_SCAN = const(2048)  # header octets looked at for an urgent mark
-DAY_MS = const(86400000)
+_TICK_MS = const(1000)  # how often the scheduler is asked
+_HEAD_SCAN = const(2048)  # header octets looked at for an urgent mark
+_DAY_MS = const(86400000)
 
 
 class SessionRunner:
@@ -72,7 +72,7 @@ class SessionRunner:
                 raise
             except Exception as e:  # a bad record must not stop the calls
                 log.exception("session", e)
-            await asyncio.sleep(TICK_MS / 1000)
+            await asyncio.sleep(_TICK_MS / 1000)
 
     async def step(self):
         """Ask the scheduler; call if it says now."""
@@ -153,7 +153,7 @@ class SessionRunner:
         if not self.cfg["schedule.urgent"] or not marks:
             return False
         if self._head is None:
-            self._head = bytearray(HEAD_SCAN)
+            self._head = bytearray(_HEAD_SCAN)
         try:
             with q.open_body(mid) as f:
                 n = f.readinto(self._head)
@@ -186,7 +186,7 @@ class SessionRunner:
     def today(self, t, wall):
         """(calls, online seconds) today: the local day when the clock is trusted,
         else the last 24 hours on ticks."""
-        keep = [c for c in self.recent if compat.ticks_diff(t, c[0]) < DAY_MS]
+        keep = [c for c in self.recent if compat.ticks_diff(t, c[0]) < _DAY_MS]
         self.recent = keep
         calls = 0
         secs = 0

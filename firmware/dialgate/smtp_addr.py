@@ -4,12 +4,13 @@ delivery (the %-hack, bang paths, quoted `@`, source routes, IP literals ...).
 """
 
 from . import limits
+from .compat import const
 
 # RFC 5322 §3.2.3 atext besides letters and digits.
-_ATEXT = "!#$%&'*+-/=?^_`{|}~"
+_ATEXT = const("!#$%&'*+-/=?^_`{|}~")
 # Characters that make some mailer somewhere route a local part onward:
 # user%host (the %-hack), host!user (UUCP bang path), user@host (quoted), route colons.
-_RELAY_MARKS = "%!@:"
+_RELAY_MARKS = const("%!@:")
 
 
 class BadPath(Exception):

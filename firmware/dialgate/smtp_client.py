@@ -9,31 +9,32 @@ files here.
 import binascii
 
 from . import dotstuff
+from .compat import const
 from .envelope import Envelope, outcome  # noqa: F401  (the client's data type; re-exported)
 from .proto import Session
 
 # RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets; we accept more, bounded.
-MAX_REPLY_LINE = 1000
+_MAX_REPLY_LINE = const(1000)
 # Reply text kept per recipient for the queue record and the DSN (octets).
-MAX_TEXT = 200
+_MAX_TEXT = const(200)
 
 # Expected-reply kinds (one entry per command sent, in order: RFC 2920 §3.1).
 GREET = 0
-EHLO = 1
-HELO = 2
-STARTTLS = 3
-AUTH = 4
-AUTH_USER = 5  # AUTH LOGIN: 334 asking for the user name
-AUTH_PASS = 6  # AUTH LOGIN: 334 asking for the password
-AUTH_DONE = 14  # AUTH LOGIN: the final 235
-MAIL = 7
+_EHLO = const(1)
+_HELO = const(2)
+_STARTTLS = const(3)
+_AUTH = const(4)
+_AUTH_USER = const(5)  # AUTH LOGIN: 334 asking for the user name
+_AUTH_PASS = const(6)  # AUTH LOGIN: 334 asking for the password
+_AUTH_DONE = const(14)  # AUTH LOGIN: the final 235
+_MAIL = const(7)
 RCPT = 8
 DATA = 9
-DOT = 10
-RSET = 11
-QUIT = 12
-ETRN = 13
-BDAT = 15  # RFC 3030 §2: "BDAT n LAST", the whole message in one chunk
+_DOT = const(10)
+_RSET = const(11)
+_QUIT = const(12)
+_ETRN = const(13)
+_BDAT = const(15)  # RFC 3030 §2: "BDAT n LAST", the whole message in one chunk
 
 # RFC 3030 §4.2 with RFC 2920: messages whose BDAT LAST may be unanswered at once.
 # Enough to keep a 33.6 kbps line busy over a 600 ms round trip with 300-octet
@@ -42,9 +43,9 @@ BDAT = 15  # RFC 3030 §2: "BDAT n LAST", the whole message in one chunk
 BDAT_WINDOW = 8
 
 # TLS policies (config relay.tls)
-TLS_NONE = "none"
-TLS_OPPORTUNISTIC = "opportunistic"
-TLS_STARTTLS = "starttls"
+_TLS_NONE = const("none")
+_TLS_OPPORTUNISTIC = const("opportunistic")
+_TLS_STARTTLS = const("starttls")
 TLS_IMPLICIT = "implicit"
 
 
@@ -64,10 +65,10 @@ class SmtpClient(Session):
     message counts as delivered only at its own 250.
     """
 
-    max_line = MAX_REPLY_LINE
+    max_line = _MAX_REPLY_LINE
     timeout_ms = 300000  # RFC 5321 §4.5.3.2: 5 min for most replies; 10 min after "."
 
-    def __init__(self, source, helo, tls=TLS_STARTTLS, user="", password="", pipelining=True,
+    def __init__(self, source, helo, tls=_TLS_STARTTLS, user="", password="", pipelining=True,
                  etrn=None, rbuf=None, tls_context=None, peer=("", 0), chunking=True, window=BDAT_WINDOW):
         Session.__init__(self, peer)
         self.source = source
@@ -109,20 +110,20 @@ class SmtpClient(Session):
             return self._fail(0, b"malformed reply: " + bytes(line[:60]), False)
         code = int(line[:3])
         cont = len(line) > 3 and line[3] == 45  # "-": RFC 5321 §4.2.1 multiline
-        if code == 250 and self.expect and self.expect[0][0] == EHLO:
+        if code == 250 and self.expect and self.expect[0][0] == _EHLO:
             self._ehlo_line(line)
         if cont:
             if not self.code:
                 self.code = code
-                self.text = bytes(line[4 : 4 + MAX_TEXT])
+                self.text = bytes(line[4 : 4 + _MAX_TEXT])
             return None
         if not self.code:
-            self.text = bytes(line[4 : 4 + MAX_TEXT])
+            self.text = bytes(line[4 : 4 + _MAX_TEXT])
         self.code = 0
         if not self.expect:
             return self._fail(code, b"unexpected reply: " + self.text, False)
         kind, env, i = self.expect.pop(0)
-        if code == 421 and kind != QUIT:
+        if code == 421 and kind != _QUIT:
             # RFC 5321 §3.8: the server is closing; whatever is in flight stays pending.
             self.failed = (code, self.text)
             self.closing = True
@@ -136,7 +137,7 @@ class SmtpClient(Session):
     def on_eof(self):
         lost = not self.quit_sent
         for e in self.expect:
-            lost = lost or e[0] != QUIT
+            lost = lost or e[0] != _QUIT
         if lost and self.failed is None:
             self.failed = (0, b"connection lost")
         self.closing = True
@@ -174,7 +175,7 @@ class SmtpClient(Session):
         self.tls = None
         self.tls_active = True
         self.ext = {}
-        return self._send(b"EHLO " + self.helo + b"\r\n", EHLO)
+        return self._send(b"EHLO " + self.helo + b"\r\n", _EHLO)
 
     # ---- replies ------------------------------------------------------------
 
@@ -184,21 +185,21 @@ class SmtpClient(Session):
             self.banner = text  # may carry the ISP's date (a board sets its clock from it)
             if code != 220:
                 return self._fail(code, text)
-            return self._send(b"EHLO " + self.helo + b"\r\n", EHLO)
-        if kind == EHLO:
+            return self._send(b"EHLO " + self.helo + b"\r\n", _EHLO)
+        if kind == _EHLO:
             if ok:
                 self.esmtp = True
                 return self._after_hello()
             if code // 100 == 5:  # RFC 5321 §3.2: fall back to HELO
-                return self._send(b"HELO " + self.helo + b"\r\n", HELO)
+                return self._send(b"HELO " + self.helo + b"\r\n", _HELO)
             return self._fail(code, text)
-        if kind == HELO:
+        if kind == _HELO:
             if not ok:
                 return self._fail(code, text)
             self.esmtp = False
             self.ext = {}
             return self._after_hello()
-        if kind == STARTTLS:
+        if kind == _STARTTLS:
             if code != 220:
                 return self._fail(code, text)
             # the context only now: a smarthost that offers no STARTTLS to an
@@ -211,18 +212,18 @@ class SmtpClient(Session):
             except (OSError, ValueError) as e:
                 return self._fail(0, ("TLS: %s" % e).encode(), False)
             return None
-        if kind == AUTH or kind == AUTH_DONE:
+        if kind == _AUTH or kind == _AUTH_DONE:
             if code != 235:
                 return self._fail(code, text)
             self.authed = True
             return self._next_transaction(b"")
-        if kind == AUTH_USER or kind == AUTH_PASS:  # RFC 4954 §4: 334 challenges
+        if kind == _AUTH_USER or kind == _AUTH_PASS:  # RFC 4954 §4: 334 challenges
             if code != 334:
                 return self._fail(code, text)
-            if kind == AUTH_USER:
-                return self._send(_b64(self.user.encode()) + b"\r\n", AUTH_PASS)
-            return self._send(_b64(self.password.encode()) + b"\r\n", AUTH_DONE)
-        if kind == MAIL:
+            if kind == _AUTH_USER:
+                return self._send(_b64(self.user.encode()) + b"\r\n", _AUTH_PASS)
+            return self._send(_b64(self.password.encode()) + b"\r\n", _AUTH_DONE)
+        if kind == _MAIL:
             env.mail_ok = ok
             self.in_txn = ok
             if not ok and not (code == 503 and self.chunking()):
@@ -230,7 +231,7 @@ class SmtpClient(Session):
             # 503 behind a failed BDAT (a server that kept that transaction):
             # a sequence error, no verdict on this message; it stays queued
             return self._maybe_next(env)
-        if kind == BDAT:
+        if kind == _BDAT:
             return self._on_bdat_reply(env, ok, code, text)
         if kind == RCPT:
             if env.mail_ok:
@@ -241,7 +242,7 @@ class SmtpClient(Session):
             return self._maybe_next(env)
         if kind == DATA:
             return self._on_data_reply(env, code, text)
-        if kind == DOT:
+        if kind == _DOT:
             self.in_txn = False
             for j in range(len(env.rcpts)):
                 if env.accepted[j]:
@@ -250,12 +251,12 @@ class SmtpClient(Session):
                 self.sent_messages += 1
             self._done(env)
             return self._maybe_send_after_dot()
-        if kind == RSET:
+        if kind == _RSET:
             return None if self.pipelining() else self._next_transaction(b"")
-        if kind == ETRN:
+        if kind == _ETRN:
             self.etrn_results.append((code, text))
             return self._next_etrn()
-        if kind == QUIT:
+        if kind == _QUIT:
             self.closing = True
             return None
         return None
@@ -282,19 +283,19 @@ class SmtpClient(Session):
     def _after_hello(self):
         offered = "STARTTLS" in self.ext
         pol = self.tls_policy
-        if not self.tls_active and (pol == TLS_STARTTLS or (pol == TLS_OPPORTUNISTIC and offered)):
+        if not self.tls_active and (pol == _TLS_STARTTLS or (pol == _TLS_OPPORTUNISTIC and offered)):
             if not offered:  # RFC 3207 §4.1: a required STARTTLS that is missing ends the session
                 return self._fail(0, b"STARTTLS required but not offered")
-            return self._send(b"STARTTLS\r\n", STARTTLS)
+            return self._send(b"STARTTLS\r\n", _STARTTLS)
         if self.user and not self.authed:
-            if not self.tls_active and pol != TLS_NONE:
+            if not self.tls_active and pol != _TLS_NONE:
                 return self._fail(0, b"refusing to send a password without TLS")
             mechs = self.ext.get("AUTH", "").split()
             if "PLAIN" in mechs:  # RFC 4954 §4 initial response, RFC 4616
                 cred = b"\0" + self.user.encode() + b"\0" + self.password.encode()
-                return self._send(b"AUTH PLAIN " + _b64(cred) + b"\r\n", AUTH)
+                return self._send(b"AUTH PLAIN " + _b64(cred) + b"\r\n", _AUTH)
             if "LOGIN" in mechs:
-                return self._send(b"AUTH LOGIN\r\n", AUTH_USER)
+                return self._send(b"AUTH LOGIN\r\n", _AUTH_USER)
             return self._fail(0, b"server offers no AUTH PLAIN or LOGIN")
         return self._next_transaction(b"")
 
@@ -308,7 +309,7 @@ class SmtpClient(Session):
             self._done(env)
             return self._next_transaction(b"RSET\r\n" if self.in_txn else b"")
         # 354: stream the body (or, with no accepted recipient, an empty one: RFC 2920 §3.1).
-        self.expect.append((DOT, env, 0))
+        self.expect.append((_DOT, env, 0))
         if True in env.accepted:
             self.producer = dotstuff.MessageProducer(env.opener(), self.rbuf)
         else:
@@ -379,7 +380,7 @@ class SmtpClient(Session):
             prefix = b"RSET\r\n"
         if prefix:
             self.in_txn = False
-            self.expect.append((RSET, None, 0))
+            self.expect.append((_RSET, None, 0))
             if not self.pipelining():
                 return prefix
         while True:
@@ -399,10 +400,10 @@ class SmtpClient(Session):
             return self._open(env, prefix)
         self.drained = True
         if self.etrn and self.esmtp:
-            self.expect.append((ETRN, None, 0))
+            self.expect.append((_ETRN, None, 0))
             return prefix + self._etrn_cmd()
         self.quit_sent = True
-        self.expect.append((QUIT, None, 0))
+        self.expect.append((_QUIT, None, 0))
         return prefix + b"QUIT\r\n"
 
     def _open(self, env, prefix):
@@ -413,7 +414,7 @@ class SmtpClient(Session):
             mail += b" BODY=8BITMIME"  # RFC 6152 §3: content may contain 8-bit octets
         mail += b"\r\n"
         if not self.pipelining():
-            self.expect.append((MAIL, env, 0))
+            self.expect.append((_MAIL, env, 0))
             return mail
         parts = [prefix, mail]
         for r in env.rcpts:
@@ -426,10 +427,10 @@ class SmtpClient(Session):
             self.in_flight += 1
         else:
             parts.append(b"DATA\r\n")  # RFC 2920 §3.1: DATA ends the group
-        self.expect.append((MAIL, env, 0))
+        self.expect.append((_MAIL, env, 0))
         for i in range(len(env.rcpts)):
             self.expect.append((RCPT, env, i))
-        self.expect.append((BDAT if chunk else DATA, env, 0))
+        self.expect.append((_BDAT if chunk else DATA, env, 0))
         return b"".join(parts)
 
     def _send(self, data, kind, env=None, i=0):
@@ -444,9 +445,9 @@ class SmtpClient(Session):
 
     def _next_etrn(self):
         if self.etrn:
-            return self._send(self._etrn_cmd(), ETRN)
+            return self._send(self._etrn_cmd(), _ETRN)
         self.quit_sent = True
-        return self._send(b"QUIT\r\n", QUIT)
+        return self._send(b"QUIT\r\n", _QUIT)
 
     def _done(self, env):
         self.source.envelope_done(env)
@@ -459,7 +460,7 @@ class SmtpClient(Session):
             self.closing = True
             return None
         self.quit_sent = True
-        self.expect = [(QUIT, None, 0)]
+        self.expect = [(_QUIT, None, 0)]
         return b"QUIT\r\n"
 
 

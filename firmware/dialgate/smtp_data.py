@@ -6,16 +6,18 @@ as CRLF, so no "SMTP smuggling" passes through us. Errors latch and are
 answered after the end of data. Constant RAM: one scan buffer per decoder.
 """
 
+from .compat import const
+
 # Decoder states (position after the last octet seen).
-_MID = 0  # inside a line (or after a bare LF/CR: not a line start on the wire)
-_BOL = 1  # after a real CRLF (or at the start): "." here is special
-_CR = 2  # a CR held back inside a line
-_DOT = 3  # "." at a line start held back
-_DOTCR = 4  # "." CR at a line start held back
-_END = 5
+_MID = const(0)  # inside a line (or after a bare LF/CR: not a line start on the wire)
+_BOL = const(1)  # after a real CRLF (or at the start): "." here is special
+_CR = const(2)  # a CR held back inside a line
+_DOT = const(3)  # "." at a line start held back
+_DOTCR = const(4)  # "." CR at a line start held back
+_END = const(5)
 
 CR = 13
-LF = 10
+_LF = const(10)
 
 ERR_LINE = b"500 5.5.2 Text line longer than 1000 octets (RFC 5321 4.5.3.1.6)\r\n"
 ERR_SIZE = b"552 5.3.4 Message size exceeds fixed maximum message size\r\n"
@@ -157,7 +159,7 @@ class DotDecoder:
                     e = self._bulk(i, n)
                     if e > i:
                         i = e
-                        if buf[e - 1] == LF:
+                        if buf[e - 1] == _LF:
                             st = _BOL
                         continue
                     if e < i:
@@ -195,7 +197,7 @@ class DotDecoder:
             elif st == _CR:
                 self._line_end()
                 self._out(b"\r\n")
-                if buf[i] == LF:
+                if buf[i] == _LF:
                     i += 1
                     st = _BOL
                 else:  # bare CR: stored as a line break, scanning stays in-line
@@ -215,7 +217,7 @@ class DotDecoder:
                     i += 1
                     run = i
                     st = _DOTCR
-                elif c == LF:  # "." then a bare LF: keep the dot, store CRLF
+                elif c == _LF:  # "." then a bare LF: keep the dot, store CRLF
                     self._dot_line()
                     i += 1
                     run = i
@@ -225,7 +227,7 @@ class DotDecoder:
                     self.linelen = 0
                     st = _MID
             else:  # _DOTCR
-                if buf[i] == LF:  # <CRLF>.<CRLF>: the end (RFC 5321 §4.1.1.4)
+                if buf[i] == _LF:  # <CRLF>.<CRLF>: the end (RFC 5321 §4.1.1.4)
                     i += 1
                     st = _END
                     break
@@ -303,8 +305,8 @@ class DotDecoder:
             self._insert_headers()
 
 
-_DAYS = ("Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_DAYS = const(("Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"))
+_MONTHS = const(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"))
 
 
 def rfc5322_date(secs):

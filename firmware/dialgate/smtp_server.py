@@ -8,6 +8,7 @@ by `net` when the session sets `tls` (see proto.Session).
 import binascii
 
 from . import compat, limits, log
+from .compat import const
 from .proto import Session
 from .smtp_addr import BadPath, needs_relay, parse_path, valid_domain
 from .smtp_data import ERR_FULL, ERR_IO, DotDecoder, rfc5322_date
@@ -15,12 +16,12 @@ from .smtp_data import ERR_FULL, ERR_IO, DotDecoder, rfc5322_date
 # Session states (bit masks, so a table entry can allow several).
 S_GREET = 1  # connected, no HELO/EHLO yet
 S_READY = 2  # after HELO/EHLO, no transaction
-S_MAIL = 4  # MAIL accepted
-S_RCPT = 8  # at least one RCPT accepted
-ANY = 15
+_S_MAIL = const(4)  # MAIL accepted
+_S_RCPT = const(8)  # at least one RCPT accepted
+_ANY = const(15)
 
-_CLOCK_SET = 1577836800  # 2020-01-01: a wall clock before this was never set
-_ENOSPC = 28  # spool.SpoolFull and a full filesystem both carry it: 452 4.3.1
+_CLOCK_SET = const(1577836800)  # 2020-01-01: a wall clock before this was never set
+_ENOSPC = const(28)  # spool.SpoolFull and a full filesystem both carry it: 452 4.3.1
 
 
 class SmtpService:
@@ -118,7 +119,7 @@ class SmtpSession(Session):
         if not entry[0] & self.state:
             return self._bogus(self._out_of_order(verb))
         spent = self.expired or self.octets >= self.max_octets
-        if spent and not self.state & (S_MAIL | S_RCPT) and verb != b"QUIT":
+        if spent and not self.state & (_S_MAIL | _S_RCPT) and verb != b"QUIT":
             self.closing = True  # between transactions: no transaction is cut short
             return b"421 4.7.0 Session time or size limit reached, closing connection\r\n"
         return entry[1](self, b"" if sp < 0 else line[sp + 1 :])
@@ -186,7 +187,7 @@ class SmtpSession(Session):
             return b"503 5.5.1 Sender already given\r\n"
         if verb in (b"AUTH", b"STARTTLS"):
             return b"503 5.5.1 Not during a mail transaction\r\n"
-        if verb == b"DATA" and st == S_MAIL:
+        if verb == b"DATA" and st == _S_MAIL:
             return b"503 5.5.1 No valid recipients\r\n"
         return b"503 5.5.1 Need MAIL command first\r\n"
 
@@ -273,7 +274,7 @@ class SmtpSession(Session):
             return b"452 4.3.1 Insufficient system storage\r\n"  # RFC 1870 §6.1, RFC 3463
         self.sender = "" if addr is None else addr.text()
         self.routes = []
-        self.state = S_MAIL
+        self.state = _S_MAIL
         return b"250 2.1.0 Sender ok\r\n"
 
     def smtp_RCPT(self, arg):
@@ -308,7 +309,7 @@ class SmtpSession(Session):
         if route is None:
             return b"550 5.1.1 No such user here\r\n"
         self.routes.append(route)
-        self.state = S_RCPT
+        self.state = _S_RCPT
         return b"250 2.1.5 Recipient ok\r\n"
 
     def smtp_DATA(self, arg):
@@ -434,16 +435,16 @@ class SmtpSession(Session):
 
 # verb -> (states it is allowed in, method). Wrong state: 503 from on_line.
 COMMANDS = {
-    b"EHLO": (ANY, SmtpSession.smtp_EHLO),
-    b"HELO": (ANY, SmtpSession.smtp_HELO),
+    b"EHLO": (_ANY, SmtpSession.smtp_EHLO),
+    b"HELO": (_ANY, SmtpSession.smtp_HELO),
     b"MAIL": (S_READY, SmtpSession.smtp_MAIL),
-    b"RCPT": (S_MAIL | S_RCPT, SmtpSession.smtp_RCPT),
-    b"DATA": (S_RCPT, SmtpSession.smtp_DATA),
-    b"RSET": (ANY, SmtpSession.smtp_RSET),
-    b"NOOP": (ANY, SmtpSession.smtp_NOOP),
-    b"QUIT": (ANY, SmtpSession.smtp_QUIT),
-    b"VRFY": (ANY, SmtpSession.smtp_VRFY),
-    b"HELP": (ANY, SmtpSession.smtp_HELP),
+    b"RCPT": (_S_MAIL | _S_RCPT, SmtpSession.smtp_RCPT),
+    b"DATA": (_S_RCPT, SmtpSession.smtp_DATA),
+    b"RSET": (_ANY, SmtpSession.smtp_RSET),
+    b"NOOP": (_ANY, SmtpSession.smtp_NOOP),
+    b"QUIT": (_ANY, SmtpSession.smtp_QUIT),
+    b"VRFY": (_ANY, SmtpSession.smtp_VRFY),
+    b"HELP": (_ANY, SmtpSession.smtp_HELP),
     b"AUTH": (S_READY, SmtpSession.smtp_AUTH),
     b"STARTTLS": (S_READY, SmtpSession.smtp_STARTTLS),
 }

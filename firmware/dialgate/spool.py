@@ -8,10 +8,11 @@ import json
 import os
 
 from . import compat, log
+from .compat import const
 from .mailbox import valid_user
 
-_ENOSPC = 28
-_RECORD_MAX = 65536  # envelope / queue record files are small; never read more than this
+_ENOSPC = const(28)
+_RECORD_MAX = const(65536)  # envelope / queue record files are small; never read more than this
 
 
 class SpoolFull(OSError):

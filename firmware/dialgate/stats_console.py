@@ -10,7 +10,7 @@ _DAYS_SHOWN = const(14)  # days `stats` lists (the newest)
 _CALLS_DEFAULT = const(10)
 _CALLS_MAX = const(500)
 
-_DAY_HEAD = "day         calls failed   online   bytes in  bytes out msgs in msgs out"
+_DAY_HEAD = const("day         calls failed   online   bytes in  bytes out msgs in msgs out")
 
 
 def _online(s):

@@ -10,13 +10,14 @@ when APOP is enabled.
 import json
 
 from . import compat
+from .compat import const
 from .mailbox import valid_user
 
-SCHEME = "pbkdf2-sha256"
-_SALT = 16
-_MAX_FILE = 262144
-_MAX_TARGETS = 32
-_ALIAS_DEPTH = 4
+_SCHEME = const("pbkdf2-sha256")
+_SALT = const(16)
+_MAX_FILE = const(262144)
+_MAX_TARGETS = const(32)
+_ALIAS_DEPTH = const(4)
 
 
 def hash_password(password, iterations, salt=None):
@@ -24,13 +25,13 @@ def hash_password(password, iterations, salt=None):
     if salt is None:
         salt = compat.urandom(_SALT)
     dk = compat.pbkdf2_sha256(password.encode(), salt, iterations)
-    return "%s$%d$%s$%s" % (SCHEME, iterations, compat.b64encode(salt), compat.b64encode(dk))
+    return "%s$%d$%s$%s" % (_SCHEME, iterations, compat.b64encode(salt), compat.b64encode(dk))
 
 
 def verify_password(stored, password):
     """True if `password` matches the stored hash string (its own iteration count)."""
     parts = stored.split("$")
-    if len(parts) != 4 or parts[0] != SCHEME or not parts[1].isdigit():
+    if len(parts) != 4 or parts[0] != _SCHEME or not parts[1].isdigit():
         return False
     try:
         salt = compat.b64decode(parts[2])

@@ -4,7 +4,7 @@
 import asyncio
 
 import fwtest
-from dialgate import link
+from dialgate import link, link_console
 from dialgate.console import Commands
 
 
@@ -13,7 +13,7 @@ class FakeGateway:
         self.link = lk
         self.tasks = []
         self.commands = Commands()
-        link.add_commands(self.commands)
+        link_console.add_commands(self.commands)
 
 
 class SlowLink(link.Link):

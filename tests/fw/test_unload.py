@@ -179,3 +179,22 @@ def test_a_dial_not_yet_running_keeps_the_link():
         _kept_while_held(gw, "link", lambda: gw.tasks.append(_Pending()), gw.tasks.clear)
     finally:
         fwtest.rmtree(d)
+
+
+def test_a_queue_runs_code_goes_when_its_flush_ends():
+    # session_call drops relay_run at once after a flush (app_unload.unload_now),
+    # not board.unload_after later: the held mail ETRN asked for needs the room
+    from dialgate.app_unload import unload_now
+
+    gw, d = _gw("ulq")
+    try:
+        import dialgate.relay_run  # noqa: F401 - what a queue run loads
+        import dialgate.smtp_client  # noqa: F401
+
+        n = gw.unloads
+        assert unload_now(gw, "relay_run")
+        assert "dialgate.relay_run" not in sys.modules and "dialgate.smtp_client" not in sys.modules
+        assert gw.unloads == n + 1
+        assert not unload_now(gw, "relay_run")  # nothing loaded: nothing to do
+    finally:
+        fwtest.rmtree(d)
