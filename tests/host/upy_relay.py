@@ -1,7 +1,7 @@
 """MicroPython side of test_relay_postfix.py: queue N messages in a spool and relay
 them with the firmware's own queue runner (compiled .mpy tree in argv[6]).
 
-    micropython -X heapsize=160K upy_relay.py SPOOL PORT CA_FILE N TLS TREE
+    micropython -X heapsize=192K upy_relay.py SPOOL PORT CA_FILE N TLS TREE
 """
 
 import sys
