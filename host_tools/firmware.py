@@ -96,10 +96,9 @@ def romfs_image(board: str, out: Path) -> Path:
         staged = Path(tmp) / "stage"
         stage(board, None, None, staged, march="xtensawin")  # ESP32 and ESP32-S3
         shutil.copytree(staged / "lib", tree / "lib")
-    img = out / f"dialgate-{board}.romfs"
-    subprocess.run([sys.executable, "-m", "mpremote", "romfs", "--no-mpy", "-o", str(img), "build", str(tree)],
-                   check=True, stdout=subprocess.DEVNULL)
-    return img
+    from host_tools.run_host import build_romfs
+
+    return build_romfs(tree, out / f"dialgate-{board}.romfs")
 
 
 def build_command(board: str, micropy: Path, romfs_dir: Path | None = None) -> list[list[str]]:

@@ -63,6 +63,11 @@ def romfs_image(tree: Path, out: Path) -> Path:
     shutil.copytree(tree / "dialgate", src / "dialgate")
     shutil.copytree(tree / "boards", src / "boards")
     shutil.copy(tree / "main.py", src / "main.py")
+    return build_romfs(src, out)
+
+
+def build_romfs(src: Path, out: Path) -> Path:
+    """mpremote's `romfs build` of folder `src` (already .mpy: no compiling) into `out`."""
     subprocess.run([sys.executable, "-m", "mpremote", "romfs", "--no-mpy", "-o", str(out), "build", str(src)],
                    check=True, stdout=subprocess.DEVNULL)
     return out
