@@ -220,7 +220,7 @@ class Net:
         buffer as connections come and go."""
         if self._pool:
             return self._pool.pop()
-        compat.gc_collect()
+        compat.gc_for_block()
         return bytearray(self.buffer_size)
 
     def _send_buffer(self):
