@@ -37,7 +37,7 @@ class Gateway:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.net = Net(cfg["board.buffer"], cfg["net.max_connections"], cfg["net.backlog"])
+        self.net = Net(compat.io_buffer(cfg["board.buffer"]), cfg["net.max_connections"], cfg["net.backlog"])
         self.commands = Commands()
         add_base_commands(self.commands)
         for word in LAZY_COMMANDS:

@@ -12,14 +12,19 @@ import sys
 import time
 
 MICROPYTHON = sys.implementation.name == "micropython"
-# Octets a producer (POP3 RETR/TOP, the relay's DATA) fills per send. A board
-# sends from a connection buffer (board.buffer); CPython has the RAM for 64 KB,
-# so a 1 MB RETR is 16 sends and drains, not 256 (docs/performance.md).
-SEND_BUFFER = 0 if MICROPYTHON else 65536
-# Octets a SpoolWriter gathers before it writes to its file: a board uses its
-# connection buffer size (board.buffer, constant RAM per message being written);
-# CPython has the RAM for 64 KB, so a 100 KB message is two writes (docs/storage.md).
-SPOOL_BUFFER = 0 if MICROPYTHON else 65536
+# Octets of each per-session I/O buffer under CPython where the profile's
+# board.buffer is smaller: a connection's reads and a producer's sends, the
+# DATA decoder's scan, RETR's and the relay's file reads, the spool writer's
+# gathered writes. A 100 KB DATA is then two reads, two decoder steps and two
+# file writes, not 32 of each, and a 1 MB RETR 16 sends (docs/performance.md).
+# A board keeps its connection buffer size: constant, small RAM per session.
+BIG_BUFFER = 0 if MICROPYTHON else 65536
+
+
+def io_buffer(n):
+    """The size of a per-session I/O buffer for the profile's board.buffer `n`."""
+    return n if n > BIG_BUFFER else BIG_BUFFER
+
 
 try:
     from micropython import const  # type: ignore
@@ -202,6 +207,21 @@ def files_in(path):
         for e in it:
             if not e.is_dir():
                 yield e.name, -1
+
+
+if MICROPYTHON:
+
+    def open_rb(path):
+        """A stored message opened for reading (read, readinto, close)."""
+        return open(path, "rb")
+
+else:
+
+    def open_rb(path):
+        """A stored message opened for reading, unbuffered: each readinto is one
+        read(2) into the caller's buffer (a RETR's 64 KB), with no buffer of
+        open()'s own to copy through and no isatty/lseek probe at open."""
+        return open(path, "rb", buffering=0)
 
 
 def file_size(path):

@@ -9,6 +9,12 @@ import asyncio
 
 from . import compat
 
+# asyncio's selector transport recv()s up to max_size (256 KiB) into a new bytes
+# object per read: above glibc's mmap threshold (128 KiB) that is an mmap, an
+# mremap and a munmap for every command a client sends. A connection buffer
+# (compat.io_buffer, 64 KiB) is all one read can use anyway.
+_RECV_MAX = 65536
+
 
 class Stream:
     """CPython's (reader, writer) as a MicroPython Stream: readinto, read, write,
@@ -17,6 +23,9 @@ class Stream:
     def __init__(self, reader, writer):
         self._r = reader
         self._w = writer
+        t = writer.transport
+        if getattr(t, "max_size", 0) > _RECV_MAX:  # a plain socket transport (TLS reads through its own buffer)
+            t.max_size = _RECV_MAX
 
     async def readinto(self, buf):
         data = await self._r.read(len(buf))
@@ -31,7 +40,11 @@ class Stream:
         self._w.write(data)
 
     async def drain(self):
-        await self._w.drain()
+        t = self._w.transport
+        # Nothing queued and the line up: nothing to wait for (a RETR drains after
+        # every chunk). A lost connection still raises through drain().
+        if t.get_write_buffer_size() or t.is_closing():
+            await self._w.drain()
 
     def close(self):
         self._w.close()

@@ -88,10 +88,12 @@ class MessageProducer:
     `f` is a binary file opened by the maildrop (closed here when done or on
     close()); `rbuf` a preallocated bytearray the session reuses for reads.
     `head`: the status line, sent in the same buffer as the first octets of the
-    body (one send per small message, not two).
+    body (one send per small message, not two). `size`: the file's size where
+    the caller knows it (the maildrop's listing): a short read that reaches it
+    is the end, so a message that fits the read buffer costs one read, not two.
     """
 
-    def __init__(self, f, rbuf, top=None, head=None):
+    def __init__(self, f, rbuf, top=None, head=None, size=-1):
         self.head = memoryview(head) if head else None
         self.f = f
         self.rbuf = rbuf
@@ -99,6 +101,8 @@ class MessageProducer:
         self.rend = 0
         self.st = DotStuffer(top)
         self.eof = False
+        self.left = size  # octets still to read, if known
+        self.last = False  # the last read has been made
         self.tail = None  # terminator still to send (memoryview), after the body
 
     def fill(self, buf):
@@ -110,12 +114,15 @@ class MessageProducer:
         st = self.st
         while not self.eof and dpos < dlen:
             if self.rpos == self.rend:
-                n = self.f.readinto(self.rbuf)
+                n = 0 if self.last else self.f.readinto(self.rbuf)
                 if not n:
                     self._finish()
                     break
                 self.rpos = 0
                 self.rend = n
+                self.left -= n
+                # both, so a file that is not what the listing said still reads to its end
+                self.last = self.left == 0 and n < len(self.rbuf)
             before = dpos
             self.rpos, dpos = st.stuff(self.rbuf, self.rpos, self.rend, buf, dpos)
             if st.done:

@@ -123,7 +123,7 @@ class Maildrop:
         """The message body opened 'rb' (readinto works). The caller closes it."""
         if self._msgs.stub[index]:
             return self.drops.spool.open_body(self._msgs.uid(index))
-        return open(self.dir + "/" + self._msgs.uid(index), "rb")
+        return compat.open_rb(self.dir + "/" + self._msgs.uid(index))
 
     def expunge(self, indexes):
         """Delete these 0-based messages durably (POP3 UPDATE state only, RFC 1939 §6)."""
@@ -154,7 +154,8 @@ class Maildrop:
 class MessageList:
     """(uid, size) pairs of a maildrop snapshot in flat preallocated arrays (RAM per
     message: the uid's octets + 9; no growth, so no heap fragmentation), for POP3
-    on a board with hundreds of messages waiting. len(), [i] -> (uid, size), iteration."""
+    on a board with hundreds of messages waiting. len(), [i] -> (uid, size), iteration;
+    `sizes[i]` and `uid(i)` for one of the two without building the pair."""
 
     def __init__(self, count, octets):
         self.n = 0

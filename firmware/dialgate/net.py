@@ -42,7 +42,8 @@ class Conn:
 class Net:
     """Listeners and sessions for the whole gateway.
 
-    `buffer_size`: octets per connection (board profile `board.buffer`).
+    `buffer_size`: octets per connection (board profile `board.buffer`; under CPython
+    `compat.io_buffer` makes it 64 KB): its reads, and a producer's sends.
     `max_connections`: total sessions across all listeners (`net.max_connections`).
     `backlog`: connections the kernel queues per listener before we accept them
     (`net.backlog`: a few on a microcontroller's lwIP, 128 on a Pi: a burst of
@@ -223,12 +224,6 @@ class Net:
         compat.gc_for_block()
         return bytearray(self.buffer_size)
 
-    def _send_buffer(self):
-        """A producer's send buffer: compat.SEND_BUFFER octets where that is more
-        than a connection buffer (CPython; not pooled), else a connection buffer."""
-        n = compat.SEND_BUFFER
-        return bytearray(n) if n > self.buffer_size else self._buffer()
-
     def _release(self, buf):
         if buf is not None and len(buf) == self.buffer_size and len(self._pool) < 2 * self.max_connections:
             self._pool.append(buf)
@@ -260,7 +255,7 @@ class Net:
             while True:
                 while fr.process(st.write):
                     if obuf is None and s.producer is not None:
-                        obuf = conn.obuf = self._send_buffer()
+                        obuf = conn.obuf = self._buffer()  # a producer's sends
                     await self._flush(conn, obuf)
                 await st.drain()
                 if s.tls is not None and not s.closing:  # STARTTLS / STLS, either side

@@ -274,7 +274,7 @@ class Pop3Session(Session):
         for i in range(len(msgs)):
             if not d[i]:
                 n += 1
-                size += msgs[i][1]
+                size += msgs.sizes[i]
         return n, size
 
     def _index(self, word):
@@ -302,10 +302,10 @@ class Pop3Session(Session):
         return self._listing(arg, self._uid_line)
 
     def _size_line(self, i):
-        return None if self.deleted[i] else ("%d %d\r\n" % (i + 1, self.msgs[i][1])).encode()
+        return None if self.deleted[i] else ("%d %d\r\n" % (i + 1, self.msgs.sizes[i])).encode()
 
     def _uid_line(self, i):
-        return None if self.deleted[i] else ("%d %s\r\n" % (i + 1, self.msgs[i][0])).encode()
+        return None if self.deleted[i] else ("%d %s\r\n" % (i + 1, self.msgs.uid(i))).encode()
 
     def _listing(self, arg, line):
         word = self._one_arg(arg, True)
@@ -329,7 +329,7 @@ class Pop3Session(Session):
         i, err = self._message_arg(arg)
         if err:
             return err
-        return self._send(i, None, ("+OK %d octets\r\n" % self.msgs[i][1]).encode())
+        return self._send(i, None, ("+OK %d octets\r\n" % self.msgs.sizes[i]).encode())
 
     def pop_TOP(self, arg):
         words = arg.split()
@@ -351,7 +351,7 @@ class Pop3Session(Session):
             return b"-ERR [SYS/TEMP] cannot read that message now\r\n"
         if self.rbuf is None:
             self.rbuf = bytearray(self.svc.read_size)  # one read buffer for the session's life
-        self.producer = self.sending = MessageProducer(f, self.rbuf, top, reply)
+        self.producer = self.sending = MessageProducer(f, self.rbuf, top, reply, self.msgs.sizes[i])
         return None  # the producer sends `reply` first
 
     def pop_DELE(self, arg):

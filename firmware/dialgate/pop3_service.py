@@ -29,7 +29,7 @@ class Pop3Service:
         self.idle_s = max(cfg["pop3.idle_timeout"], limits.POP3_IDLE_MIN_S)  # RFC 1939 §3
         self.expire_days = cfg["pop3.expire_days"]
         self.login_delay_s = cfg["pop3.login_delay"]
-        self.read_size = cfg["board.buffer"]
+        self.read_size = compat.io_buffer(cfg["board.buffer"])
         self.boot = int.from_bytes(compat.urandom(3), "big")
         self.seq = 0
         self.last_login = {}  # user -> ticks_ms of the last login (LOGIN-DELAY only)

@@ -139,7 +139,7 @@ class Relay:
 
     def read_buffer(self):
         if self.rbuf is None:
-            self.rbuf = bytearray(self.cfg["board.buffer"])
+            self.rbuf = bytearray(compat.io_buffer(self.cfg["board.buffer"]))
         return self.rbuf
 
     def tls_context(self):

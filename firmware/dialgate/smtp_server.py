@@ -43,7 +43,7 @@ class SmtpService:
         self.max_size = cfg["smtp.max_size"]
         self.max_rcpts = cfg["smtp.max_recipients"]
         self.auth_plaintext = cfg["smtp.auth_plaintext"]
-        self.scan_size = cfg["board.buffer"]
+        self.scan_size = compat.io_buffer(cfg["board.buffer"])
         self.scratch = None  # DATA scan buffer, shared (see scan_buffer)
 
     def session(self, peer):

@@ -112,8 +112,7 @@ class Spool:
 
         self.root = root.rstrip("/") or "/"
         self.reserve = reserve
-        # octets each SpoolWriter gathers per file write (board.buffer, or compat.SPOOL_BUFFER if larger)
-        self.write_size = write_buffer if write_buffer > compat.SPOOL_BUFFER else compat.SPOOL_BUFFER
+        self.write_size = compat.io_buffer(write_buffer)  # octets each SpoolWriter gathers per file write
         self.links = compat.HAS_LINK if links is None else links
         self.flash = Flash()
         self.boot = ""
@@ -436,7 +435,7 @@ class Spool:
 
     def open_body(self, msg_id):
         """The shared body of a queued / fanned-out message, opened 'rb'."""
-        return open(self.path("body", msg_id), "rb")
+        return compat.open_rb(self.path("body", msg_id))
 
 
 def sync(x):

@@ -5,7 +5,7 @@ import io
 
 import fwtest
 from dialgate.auth import AuthThrottle
-from dialgate.mailbox import Locked
+from dialgate.mailbox import Locked, MessageList
 from dialgate.pop3_service import Pop3Service
 
 
@@ -32,9 +32,11 @@ class FakeDrop:
         self.closed = False
 
     def messages(self):
-        out = []
-        for uid, body in self.store.boxes[self.user]:
-            out.append((uid, len(body) if isinstance(body, bytes) else body.size))
+        """The real maildrop's MessageList, so the session reads what it would read."""
+        box = self.store.boxes[self.user]
+        out = MessageList(len(box), sum(len(uid) for uid, _ in box))
+        for uid, body in box:
+            out.add(uid, len(body) if isinstance(body, bytes) else body.size, False)
         return out
 
     def open_body(self, index):

@@ -36,8 +36,8 @@ def reference(msg, top=None):
     return body + b".\r\n"
 
 
-def produce(msg, rsize, osize, top=None):
-    p = MessageProducer(io.BytesIO(msg), bytearray(rsize), top)
+def produce(msg, rsize, osize, top=None, size=-1):
+    p = MessageProducer(io.BytesIO(msg), bytearray(rsize), top, None, size)
     buf = bytearray(osize)
     out = []
     while True:
@@ -68,6 +68,39 @@ def test_stuffing_every_read_and_write_size():
             for osize in (2, 3, 4, 5, 7, 64):
                 got = produce(msg, rsize, osize)
                 assert got == want, (msg, rsize, osize, got, want)
+
+
+def test_known_size_saves_the_end_of_file_read_and_never_cuts():
+    """A short read that reaches the listed size is the end (one read for a
+    message that fits the buffer); a listing that is off by one either way
+    still streams the whole file, never a cut or a repeat."""
+    for msg in SAMPLES:
+        want = reference(msg)
+        for rsize in range(1, len(msg) + 2):
+            for size in (len(msg), len(msg) - 1, len(msg) + 1, -1):
+                got = produce(msg, rsize, 7, None, size)
+                assert got == want, (msg, rsize, size, got, want)
+
+    class Counting(io.BytesIO):
+        reads = 0
+
+        def readinto(self, b):
+            Counting.reads += 1
+            return super().readinto(b)
+
+    msg = SAMPLES[0]
+    for size, reads in ((len(msg), 1), (len(msg) + 1, 2), (-1, 2)):
+        Counting.reads = 0
+        p = MessageProducer(Counting(msg), bytearray(len(msg) + 1), None, None, size)
+        buf = bytearray(64)
+        while p.fill(buf):
+            pass
+        assert Counting.reads == reads, (size, Counting.reads)
+    Counting.reads = 0  # a full read at the listed size: the end is not known yet
+    p = MessageProducer(Counting(msg), bytearray(len(msg)), None, None, len(msg))
+    while p.fill(buf):
+        pass
+    assert Counting.reads == 2
 
 
 def test_top_every_read_and_write_size():

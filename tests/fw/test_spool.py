@@ -458,7 +458,7 @@ def test_writer_gathers_small_pieces_into_large_flash_writes():
     sp = new_spool("spg")
     try:
         size = sp.write_size
-        assert size == (compat.SPOOL_BUFFER or 1024), size
+        assert size == compat.io_buffer(1024), size
         sizes = []
         real = sp.flash.write
 
