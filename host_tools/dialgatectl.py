@@ -39,8 +39,28 @@ class LoginRefused(ConsoleError):
 def connect(a: argparse.Namespace) -> ConsoleClient:
     if a.port:
         return ConsoleClient(serial_port=a.port, baud=a.baud, timeout=a.timeout)
-    host, _, port = a.host.rpartition(":") if ":" in a.host else (a.host, "", str(a.tcp_port))
-    return ConsoleClient(host or "127.0.0.1", int(port), timeout=a.timeout)
+    host, port = host_port(a.host, a.tcp_port)
+    return ConsoleClient(host, port, timeout=a.timeout)
+
+
+def host_port(text: str, default_port: int) -> tuple[str, int]:
+    """--host HOST[:PORT] -> (host, port): a name, an IPv4 address, an IPv6
+    address in brackets with or without a port ("[::1]:2323", "[fe80::1]") or bare
+    without one ("::1"), as console.listen writes them (RFC 3986 §3.2.2)."""
+    t = text.strip()
+    if t.startswith("["):
+        host, sep, rest = t[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"bad --host {text!r}: expected [IPV6]:PORT")
+        port = rest[1:] or str(default_port)
+    elif t.count(":") > 1:  # a bare IPv6 address: no port
+        host, port = t, str(default_port)
+    else:
+        host, _, port = t.partition(":")
+        port = port or str(default_port)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bad port in --host {text!r} (expected 1-65535)")
+    return host or "127.0.0.1", int(port)
 
 
 def password(a: argparse.Namespace, ask: bool) -> str | None:
@@ -266,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_hash_password(words[1:])
     try:
         c = connect(a)
+    except ValueError as e:  # a --host that is no HOST[:PORT]
+        print(f"dialgatectl: {e}", file=sys.stderr)
+        return NO_CONSOLE
     except OSError as e:
         print(f"dialgatectl: cannot reach the console: {e}", file=sys.stderr)
         return NO_CONSOLE

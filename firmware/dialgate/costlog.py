@@ -104,7 +104,12 @@ def local_time(start, utc_offset_min=0):
 
 
 def _csv(s):
-    """One CSV field (RFC 4180 §2: quote a field with a comma, quote or line break; double its quotes)."""
+    """One CSV text field (RFC 4180 §2: quote a field with a comma, quote or line
+    break; double its quotes). A field a spreadsheet would run as a formula
+    (=, +, -, @, tab or CR first: an ISP's reply text lands in `ask` and `end`)
+    gets a leading "'" (OWASP's CSV injection advice), so opening the file runs nothing."""
+    if s and s[0] in "=+-@\t\r":
+        s = "'" + s
     for c in s:
         if c in ',"\r\n':
             return '"' + s.replace('"', '""') + '"'

@@ -22,6 +22,7 @@ _ANY = const(15)
 
 _CLOCK_SET = const(1577836800)  # 2020-01-01: a wall clock before this was never set
 _ENOSPC = const(28)  # spool.SpoolFull and a full filesystem both carry it: 452 4.3.1
+_NOT_IN_TRACE = b"()\\;\""  # octets a HELO name may not carry into Received (_greet)
 
 
 class SmtpService:
@@ -249,8 +250,13 @@ class SmtpSession(Session):
         self._reset()
         self.state = S_READY
         self.esmtp = esmtp
-        name = bytes([c for c in arg.split(b" ")[0][:64] if 33 <= c <= 126])
-        self.helo = name.decode()
+        # The name goes into our Received field's "from" clause (RFC 5321 §4.4),
+        # where "(", ")" and "\\" would open or escape an RFC 5322 comment, ";"
+        # would end the clauses and '"' start a quoted string: a HELO holding one
+        # must not leave a trace field a parser reads wrongly. Printable ASCII
+        # otherwise, at most 64 octets; nothing left is "unknown".
+        name = bytes([c for c in arg.split(b" ")[0][:64] if 33 <= c <= 126 and c not in _NOT_IN_TRACE])
+        self.helo = name.decode() or "unknown"
 
     def smtp_MAIL(self, arg):
         try:

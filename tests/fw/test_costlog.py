@@ -267,6 +267,20 @@ def test_csv_header_quoting_and_dates():
         fwtest.rmtree(d)
 
 
+def test_csv_text_a_spreadsheet_would_run_is_defused():
+    # An ISP's reply text reaches `ask` and `end`: "=HYPERLINK(...)" must open as text.
+    d = fwtest.tempdir("cl9b")
+    try:
+        cl = _log(d)
+        cl.append(_rec(1, ask='=HYPERLINK("http://x.example","y")', end="@SUM(1)", trigger="+1", dials=["-2"]))
+        line = list(cl.csv_lines(0))[1]
+        f = line.split(",")
+        assert f[3] == "'+1" and f[4] == "'-2", line
+        assert line.endswith(',"\'=HYPERLINK(""http://x.example"",""y"")",\'@SUM(1),1,2'), line
+    finally:
+        fwtest.rmtree(d)
+
+
 class _State:
     delivered = 12
     deferred = 2

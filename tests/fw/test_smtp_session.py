@@ -120,3 +120,17 @@ def test_ehlo_resets_transaction():
         G + ehlo_reply(LAN) + SENDER_OK + ehlo_reply(LAN) + b"503 5.5.1 Need MAIL command first\r\n",
     )
     assert r.s.state == S_READY
+
+
+def test_helo_name_cannot_break_the_received_field():
+    # RFC 5321 §4.4 / RFC 5322 §3.2.2: "(" ")" "\" in the from clause would
+    # open or escape a comment, ";" end the clauses, '"' start a quoted string.
+    for helo, shown in ((b'pc(x\\y;"z', "pcxyz"), (b"((()))", "unknown")):
+        r = Run(LAN)
+        data = (b"EHLO " + helo + b"\r\nMAIL FROM:<alice@office.test>\r\nRCPT TO:<bob@office.test>\r\nDATA\r\n"
+                b"Subject: hi\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+        sp = r.check(data, G + ehlo_reply(LAN, name=shown) + SENDER_OK + RCPT_OK + GO
+                     + b"250 2.0.0 Ok: queued as M1\r\n" + BYE, pieces=(1, len(data)))
+        body = sp.committed[0][3]
+        first = body.split(b"\r\n")[0]
+        assert first == b"Received: from " + shown.encode() + b" ([127.0.0.1])", first

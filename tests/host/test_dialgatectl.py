@@ -263,3 +263,32 @@ def test_report_picture_and_csv_match_stats(office, capsys, tmp_path):
 def test_make_console_still_runs_the_client():
     text = (Path(ROOT) / "Makefile").read_text()
     assert "-m host_tools.dialgatectl" in text and "$(VENV)/bin/dialgatectl" in text
+
+
+def test_host_forms_ipv6_included(tmp_path, capsys, monkeypatch):
+    """--host as console.listen writes it: NAME[:PORT], IPv4, [IPv6][:PORT], bare IPv6;
+    and the real command over IPv6 loopback to a gateway listening there."""
+    hp = dialgatectl.host_port
+    assert hp("gw.office.test", 2323) == ("gw.office.test", 2323)
+    assert hp("10.0.0.2:2424", 2323) == ("10.0.0.2", 2424)
+    assert hp("[::1]:2424", 2323) == ("::1", 2424)
+    assert hp("[fe80::1]", 2323) == ("fe80::1", 2323)
+    assert hp("::1", 2323) == ("::1", 2323)
+    for bad in ("[::1", "[::1]2424", "host:http", "host:70000"):
+        with pytest.raises(ValueError):
+            hp(bad, 2323)
+    rc = dialgatectl.main(["--host", "host:http", "status"])
+    assert rc == 2 and "bad port" in capsys.readouterr().err
+    import gateway as harness
+
+    smtp, pop3, console, v6 = (free_port() for _ in range(4))
+    ports = iter((smtp, pop3, console))
+    monkeypatch.setattr(harness, "free_port", lambda: next(ports))  # so the harness waits on our console port
+    gw = Gateway(tmp_path, {"console.listen": [f"127.0.0.1:{console}", f"[::1]:{v6}"]})
+    try:
+        capsys.readouterr()
+        rc = dialgatectl.main(["--host", f"[::1]:{v6}", "status"])
+        out = capsys.readouterr().out
+        assert rc == 0 and out.startswith("version: "), out
+    finally:
+        gw.stop()
