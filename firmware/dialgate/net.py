@@ -23,6 +23,10 @@ from .compat import const
 from .proto import Framer
 
 _WATCHDOG_MS = const(1000)
+# Octets of closed sessions' buffers kept for reuse. A board (1 KB buffers, a few
+# slots) keeps all 2 x max_connections of them; CPython's 64 KiB ones would hold
+# 8 MiB after a burst of 64 connections, for nothing: its allocator does not fragment.
+_POOL_MAX = const(1048576)
 
 
 class Conn:
@@ -225,7 +229,9 @@ class Net:
         return bytearray(self.buffer_size)
 
     def _release(self, buf):
-        if buf is not None and len(buf) == self.buffer_size and len(self._pool) < 2 * self.max_connections:
+        n = len(self._pool)
+        if (buf is not None and len(buf) == self.buffer_size and n < 2 * self.max_connections
+                and (n + 1) * self.buffer_size <= _POOL_MAX):
             self._pool.append(buf)
 
     async def _run(self, conn):

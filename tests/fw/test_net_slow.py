@@ -94,3 +94,20 @@ def test_a_slow_data_transfer_is_not_cut_while_blocks_arrive():
     _run([st], 300, 2200)
     out = b"".join(st.out)
     assert b"250 2.0.0 Ok: queued as" in out and b"421" not in out, out
+
+
+def test_buffer_pool_is_bounded_by_slots_and_by_octets():
+    # A board's 1 KB buffers: every one of 2 x max_connections is kept for reuse
+    # (no holes); a PC's 64 KiB ones: at most 1 MiB stays pooled after a burst.
+    cases = ((1024, 4, 8), (65536, 64, 16))
+    if compat.MICROPYTHON:  # a 64 KiB buffer is CPython's (compat.io_buffer); 128K of heap has no such hole
+        cases = cases[:1]
+    for size, conns, kept in cases:
+        n = net.Net(buffer_size=size, max_connections=conns)
+        bufs = [n._buffer() for _ in range(2 * conns + 3)]
+        for b in bufs:
+            n._release(b)
+        assert len(n._pool) == kept, (size, len(n._pool))
+        assert n._buffer() is bufs[kept - 1]  # reused, last in first out
+        n._release(bytearray(size // 2))  # not this connection size: not kept
+        assert len(n._pool) == kept - 1

@@ -105,6 +105,9 @@ class Gateway:
                 # machine another test can take the port in between. Pick others.
                 if "address already in use" not in str(e) or attempt == 2:
                     raise
+            except BaseException:  # it never listened: no gateway left running behind a failed test
+                self.stop()
+                raise
             for key, attr in (("smtp", "smtp_port"), ("pop3", "pop3_port"), ("console", "console_port")):
                 if cfg[key]["listen"] == [f"127.0.0.1:{getattr(self, attr)}"]:
                     setattr(self, attr, free_port())
