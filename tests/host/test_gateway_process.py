@@ -133,11 +133,12 @@ def test_smtp_and_pop3_load_on_first_use(tmp_path, runtime):
 def test_endless_line_does_not_grow_memory(tmp_path, runtime):
     """10 MB without CRLF to the console: one ERR, no growth, then in sync again.
 
-    At 192K: since this stop's merges, at 160K and 176K the command after the
-    10 MB fails with MemoryError on a 640-entry qstr pool (the console's first
-    command interns names), although a first command at 160K works without the
-    long line before it: the line's reads leave the heap in pieces (measured;
-    192K and 224K pass; open in issue #15's note)."""
+    At 192K, the least heap at which this harness's gateway serves a console
+    command at all: at 160K and 176K its first `status` fails the same way with
+    or without the long line before it (MemoryError on a 640-entry qstr pool as
+    the console interns its names; measured 3 December 2026, which corrects an
+    earlier note that blamed the line). At 192K the 10 MB moved the heap in use
+    by 32 octets (117,536 before, 117,504 after)."""
     gw = Gateway(tmp_path, runtime=runtime, heap="192K", mpy=True)
     try:
         s = socket.create_connection(("127.0.0.1", gw.console_port), timeout=20)
