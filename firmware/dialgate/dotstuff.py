@@ -104,6 +104,7 @@ class MessageProducer:
         self.left = size  # octets still to read, if known
         self.last = False  # the last read has been made
         self.tail = None  # terminator still to send (memoryview), after the body
+        self.done = False  # the terminator has been returned
 
     def fill(self, buf):
         """Fill `buf` with the next wire octets; returns how many, 0 when finished."""
@@ -132,6 +133,7 @@ class MessageProducer:
         t = self.tail
         if t is not None and dpos < dlen:
             dpos, self.tail = _copy(buf, dpos, t)
+            self.done = self.tail is None  # (proto.Session.producer: no call that returns 0)
         return dpos
 
     def _finish(self):
@@ -168,6 +170,7 @@ class LinesProducer:
         self.i = 0
         self.pending = None
         self.ended = False
+        self.done = False
 
     def fill(self, buf):
         dpos = 0
@@ -186,6 +189,7 @@ class LinesProducer:
                 else:
                     break
             dpos, self.pending = _copy(buf, dpos, p)
+        self.done = self.ended and self.pending is None
         return dpos
 
     def close(self):

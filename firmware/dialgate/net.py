@@ -207,6 +207,8 @@ class Net:
                 st.write(omv[:n])
                 await st.drain()
                 conn.last = compat.ticks_ms()
+                if getattr(p, "done", False):
+                    break  # that was its last: no call that returns 0 (a RETR is one fill)
             s.producer = None
             r = s.take_reply()
             if r:

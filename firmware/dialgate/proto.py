@@ -30,7 +30,9 @@ class Session:
         self.peer = peer  # (ip, port)
         self.raw = False  # True: bytes go to on_data() instead of on_line()
         self.closing = False  # close once pending output is written
-        self.producer = None  # object with fill(buf) -> n, 0 when done; net streams it
+        # object with fill(buf) -> n, 0 when done; net streams it. It may set
+        # `done` once it has returned its last octets (net then stops asking).
+        self.producer = None
         self.pause_ms = 0  # net drains, then waits this long before reading on
         # STARTTLS (RFC 3207) / STLS (RFC 2595), either side: set to an ssl context
         # once "ready" was said (a server: after replying it; a client: on reading

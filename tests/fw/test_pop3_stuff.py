@@ -161,3 +161,24 @@ def test_listing_producer_skips_and_splits():
             out.append(bytes(buf[:n]))
             n = p.fill(buf)
         assert b"".join(out) == b"1 10\r\n3 300\r\n.\r\n", out
+
+
+def test_done_is_set_with_the_last_octets_and_not_before():
+    # net stops asking a producer once it says done (one fill per small RETR); a
+    # producer that said done too early would cut the message, one that never
+    # did would only cost a call. Checked at every buffer size, both producers.
+    body = b"Subject: x\r\n\r\n.dot\r\nend"  # a stuffed dot, and no final CRLF
+    want = b"+OK\r\nSubject: x\r\n\r\n..dot\r\nend\r\n.\r\n"
+    lines = [b"1 10\r\n", b"2 20\r\n"]
+    for osize in range(2, len(want) + 8):  # (a stuffed dot needs 2 octets of room at once)
+        for make, whole in ((lambda: MessageProducer(io.BytesIO(body), bytearray(8), None, b"+OK\r\n", len(body)), want),
+                            (lambda: LinesProducer(lambda i: lines[i], 2), b"1 10\r\n2 20\r\n.\r\n")):
+            p = make()
+            buf = bytearray(osize)
+            out = b""
+            while not p.done:
+                n = p.fill(buf)
+                assert n, (osize, out)  # never 0 before done
+                out += bytes(buf[:n])
+            assert out == whole, (osize, out)
+            assert p.fill(buf) == 0
