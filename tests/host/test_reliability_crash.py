@@ -196,7 +196,13 @@ def test_sigkill_the_whole_gateway_under_load(tmp_path, ask):
           f"mailbox copies unjournaled at a restart: {len(unjournaled)} {unjournaled[:5]}; seconds {spent}")
     assert not t.losses, t.losses[:10]
     assert t.dup["lan"] == 0
-    assert t.dup["md"] == 0, "a message of the ISP's POP3 mailbox collected twice"
+    # md: the UIDL journal keeps a collected message from coming twice, except in the
+    # one window left (docs/inbound.md): a kill between its spool commit and its
+    # journal line. The restart then finds that copy at the office, still at the
+    # ISP, unjournaled (`unjournaled`, per recipient), and the next call fetches it
+    # again: a duplicate, never a loss. A duplicate not announced that way is a bug.
+    assert t.dup["md"] <= len(unjournaled), \
+        f"a message of the ISP's POP3 mailbox collected twice: {t.dup['md']} copies, {unjournaled} unjournaled"
     assert acked >= kills * 2, "the load hardly ran"
     if ask == "pop3":
         assert t.where.get("isp-mailbox", 0) == 0 and sum(1 for tag in ledger.dests if tag.startswith("Tp")) >= kills, \
