@@ -69,6 +69,18 @@ class Maildrops:
         """Names of the maildrops that exist on flash."""
         return sorted(os.listdir(self.spool.path("mail")))
 
+    def holds(self, msg_id):
+        """True if spool message `msg_id` is in some maildrop (as its file or a
+        stub), or its envelope waits in new/ for the fan-out: it was committed.
+        pop3_journal's "P" lines ask it."""
+        if compat.exists(self.spool.path("new", msg_id)):
+            return True
+        for user in self.users():
+            d = self.spool.mail_dir(user) + "/" + msg_id
+            if compat.exists(d) or compat.exists(d + _REF):
+                return True
+        return False
+
     def count(self, user):
         """Messages waiting in `user`'s maildrop (a directory listing; no lock)."""
         n = 0

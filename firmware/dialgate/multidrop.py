@@ -14,7 +14,7 @@ from .compat import const
 from .delivery import Route
 from .header_scan import HeaderScan
 from .pop3_client import DELE, RETR
-from .pop3_journal import COLLECTED, TOO_LARGE, valid_uid
+from .pop3_journal import COLLECTED, PENDING, TOO_LARGE, valid_uid
 from .smtp_data import rfc5322_date
 
 # per-message flags
@@ -138,7 +138,17 @@ class Collection:
         now = _now()
         drop = [0]
 
+        pending = []  # (index, spool id) of "P" lines: a commit a kill may have cut
+        seen = [0]  # "P" lines: the journal is rewritten without them
+
         def match(kind, t, uid):
+            if kind == PENDING:
+                seen[0] += 1
+                cut = uid.rfind(b" ")
+                i = self.find(uid[:cut])
+                if i >= 0:
+                    pending.append((i, uid[cut + 1 :].decode()))
+                return False  # (a rewrite drops them: resolved below, or not committed)
             i = self.find(uid)
             if i < 0:
                 if complete:
@@ -163,7 +173,14 @@ class Collection:
                 match(kind, t, uid)
                 count += 1
             j.count = count
-            if drop[0] or j.torn:
+            for i, sid in pending:  # committed but not journaled (killed in between)?
+                if not self.flags[i] & _KNOWN and self.spool.maildrops.holds(sid):
+                    log.warn("multidrop %s: message %s was committed as %s before a restart: not fetched again",
+                             self.where, self.uid(i).decode(), sid)
+                    j.add(COLLECTED, self.uid(i), now)
+                    self.flags[i] |= _KNOWN
+                    self.known += 1
+            if drop[0] or j.torn or seen[0]:
                 j.rewrite(match)
         except OSError as e:
             log.error("multidrop %s: the UIDL journal cannot be read or written: %s", self.where, compat.exc_text(e))
@@ -257,6 +274,9 @@ class Collection:
         routes, how = self._routes()
         try:
             size = w.size
+            # "P" first: a kill between the commit and the "C" line below then
+            # leaves the id for the next listing to find (pop3_journal).
+            self.journal.pending(self.uid(i), w.id, _now())
             w.commit(self.scan.sender, routes)
         except (OSError, ValueError) as e:
             self.failed += 1

@@ -5,12 +5,20 @@ the record format (docs/inbound.md, "The UIDL journal").
 
 One line per message, oldest first, appended and fsync'd:
 
+    P 1796202000 00000001590a1b2c 0bcf337f-00000001-00000007   taking: spool id named
     C 1796202000 00000001590a1b2c      collected: committed to the spool
     T 1796202000 00000002590a1b2c      too large: left at the ISP, postmaster told
 
 KIND, wall-clock seconds when written (0: the clock was not set), the UIDL
 (RFC 1939 §7: 1-70 octets 0x21-0x7E). A line that does not parse (a torn
 append after a power cut) is dropped at the next rewrite.
+
+"P" is written just before the spool commit, with the id the message gets, and
+not fsync'd (a closed file survives a killed process; littlefs commits on
+close): a kill between the commit and its "C" line leaves a "P" without a "C",
+and the next listing asks the maildrops whether that id is there (then the
+office has it: "C" now, DELE, no second RETR). `entries()` gives a "P" line's
+UIDL as b"UIDL ID"; a rewrite drops "P" lines.
 """
 
 from . import compat
@@ -18,6 +26,7 @@ from .compat import const
 
 COLLECTED = 67  # "C"
 TOO_LARGE = 84  # "T"
+PENDING = 80  # "P": the commit of spool id ... is under way
 _LINE_MAX = const(96)  # "K " + 10 digits + " " + 70-octet UIDL + LF = 84: longer is foreign
 _UID_MAX = const(70)  # RFC 1939 §7
 
@@ -33,13 +42,20 @@ def valid_uid(uid):
 
 
 def _parse(line):
-    """b"C 123 uid" (bytes) -> (kind, time, uid) or None."""
-    if len(line) < 5 or line[1] != 32 or line[0] not in (COLLECTED, TOO_LARGE):
+    """b"C 123 uid" (bytes) -> (kind, time, uid) or None; b"P 123 uid id" -> (PENDING, time, b"uid id")."""
+    if len(line) < 5 or line[1] != 32 or line[0] not in (COLLECTED, TOO_LARGE, PENDING):
         return None
     sp = line.find(b" ", 2)
-    if sp < 3 or not line[2:sp].isdigit() or not valid_uid(line[sp + 1 :]):
+    if sp < 3 or not line[2:sp].isdigit():
         return None
-    return line[0], int(line[2:sp]), line[sp + 1 :]
+    rest = line[sp + 1 :]
+    if line[0] == PENDING:
+        cut = rest.rfind(b" ")
+        if cut < 1 or not valid_uid(rest[:cut]) or not valid_uid(rest[cut + 1 :]):
+            return None
+    elif not valid_uid(rest):
+        return None
+    return line[0], int(line[2:sp]), rest
 
 
 class UidlJournal:
@@ -130,6 +146,18 @@ class UidlJournal:
             fl.finish(f)
         if new:
             fl.sync_dir(self._dir)
+        self.count += 1
+
+    def pending(self, uid, sid, now):
+        """Append "P": the commit of spool id `sid` (str) for `uid` starts now.
+        Closed, not fsync'd (see the module's docstring). Raises OSError or ValueError."""
+        if not valid_uid(uid):
+            raise ValueError("bad UIDL")
+        f = open(self.path, "ab")
+        try:
+            self.flash.write(f, b"%c %d %s %s\n" % (PENDING, now, uid, sid.encode()))
+        finally:
+            f.close()
         self.count += 1
 
     def full(self):

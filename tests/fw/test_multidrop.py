@@ -164,7 +164,10 @@ def test_sorting_into_maildrops_and_the_journal_before_dele():
         assert alice[0].endswith(b"X-Original-To: alice@office.test\r\nSubject: m1\r\n\r\nbody 1\r\n.dot\r\n")
         assert bob[0] == alice[1] and b"m2" in bob[0]
         assert [m.split(b"Subject: ")[1][:2] for m in office] == [b"m3", b"m4", b"m5"]
-        assert [ln.split(b" ")[0] + ln.split(b" ")[2] for ln in o.lines()] == [b"Cu1", b"Cu2", b"Cu3", b"Cu4", b"Cu5"]
+        lines = [ln.split(b" ") for ln in o.lines()]
+        assert [w[0] + w[2] for w in lines] == [b"Pu1", b"Cu1", b"Pu2", b"Cu2", b"Pu3", b"Cu3", b"Pu4", b"Cu4",
+                                                b"Pu5", b"Cu5"], lines  # "P" names the spool id before each commit
+        assert all(len(w) == 4 and len(w[3]) > 8 for w in lines if w[0] == b"P"), lines
     finally:
         o.close()
 
@@ -247,7 +250,8 @@ def test_a_torn_journal_line_is_dropped_and_a_full_journal_stops_collecting():
         msgs = [(b"k1", msg(b"", 1)), (b"k2", msg(b"", 2))]
         out, c, col = o.call(LOGIN + listing(msgs) + b"+OK\r\n" + retr(msgs[1][1]) + b"+OK\r\n+OK bye\r\n")
         assert out.endswith(b"DELE 1\r\nRETR 2\r\nDELE 2\r\nQUIT\r\n"), out
-        assert o.lines() == [b"C 0 k1", o.lines()[1]] and o.lines()[1].endswith(b" k2")
+        ls = o.lines()
+        assert len(ls) == 3 and ls[0] == b"C 0 k1" and ls[1].startswith(b"P ") and ls[2].endswith(b" k2"), ls
         col = Collection(o.cfg, o.spool, o.router, o.journal(), "x", "x")
         col.journal.max_entries = 2
         col.begin_listing(3)
@@ -258,4 +262,46 @@ def test_a_torn_journal_line_is_dropped_and_a_full_journal_stops_collecting():
         assert col.next() == (P.DELE, 0) and col.next() == (P.DELE, 1) and col.next() is None
         assert col.stop == "UIDL journal full"
     finally:
+        o.close()
+
+
+def test_a_kill_between_the_commit_and_its_journal_line_fetches_nothing_twice():
+    # The "C" line never written after the commit (the process killed in between:
+    # here its write fails) leaves the "P" line naming the spool id; the next
+    # listing finds that id in a maildrop (one maildrop; an alias's fan-out) and
+    # deletes the message at the ISP instead of fetching it again. A "P" whose id
+    # is nowhere (killed before the commit) is fetched again. "P" lines then go.
+    o = Office()
+    saved = UidlJournal.add
+
+    def cut(self, kind, uid, now):
+        if kind == 67:  # "C"
+            raise OSError(5, "killed")
+        saved(self, kind, uid, now)
+
+    try:
+        for uid, to, boxes in ((b"w1", b"alice", ("alice",)), (b"w2", b"sales", ("alice", "bob"))):
+            m = [(uid, msg(b"X-Original-To: " + to + b"@office.test\r\n", 1))]
+            UidlJournal.add = cut
+            try:
+                out, c, col = o.call(LOGIN + listing(m) + retr(m[0][1]) + b"+OK bye\r\n")
+            finally:
+                UidlJournal.add = saved
+            assert out.endswith(b"RETR 1\r\nQUIT\r\n") and col.stop.startswith("UIDL journal"), (out, col.stop)
+            assert o.lines()[-1].startswith(b"P ") and b" " + uid + b" " in o.lines()[-1], o.lines()
+            have = [len(o.box(u)) for u in boxes]
+            out, c, col = o.call(LOGIN + listing(m) + b"+OK\r\n+OK bye\r\n")
+            assert out.endswith(b"LIST\r\nDELE 1\r\nQUIT\r\n") and col.known == 1 and col.collected == 0, out
+            assert [len(o.box(u)) for u in boxes] == have, boxes  # no second copy
+            assert [ln[:2] for ln in o.lines()][-1:] == [b"C "] and not [x for x in o.lines() if x[:1] == b"P"]
+        # killed before the commit: the id is in no maildrop, so the message comes again
+        with open(o.spool.path("pop3.uidl"), "ab") as f:
+            f.write(b"P 0 w3 0bcf337f-00000009-00000009\n")
+        m = [(b"w3", msg(b"X-Original-To: bob@office.test\r\n", 3))]
+        before = len(o.box("bob"))
+        out, c, col = o.call(LOGIN + listing(m) + retr(m[0][1]) + b"+OK\r\n+OK bye\r\n")
+        assert out.endswith(b"RETR 1\r\nDELE 1\r\nQUIT\r\n") and col.collected == 1, out
+        assert len(o.box("bob")) == before + 1
+    finally:
+        UidlJournal.add = saved
         o.close()

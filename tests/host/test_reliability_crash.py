@@ -196,11 +196,12 @@ def test_sigkill_the_whole_gateway_under_load(tmp_path, ask):
           f"mailbox copies unjournaled at a restart: {len(unjournaled)} {unjournaled[:5]}; seconds {spent}")
     assert not t.losses, t.losses[:10]
     assert t.dup["lan"] == 0
-    # md: the UIDL journal keeps a collected message from coming twice, except in the
-    # one window left (docs/inbound.md): a kill between its spool commit and its
-    # journal line. The restart then finds that copy at the office, still at the
-    # ISP, unjournaled (`unjournaled`, per recipient), and the next call fetches it
-    # again: a duplicate, never a loss. A duplicate not announced that way is a bug.
+    # md: the UIDL journal keeps a collected message from coming twice; a kill between
+    # its spool commit and its "C" line is found by the next listing through the "P"
+    # line (docs/inbound.md). Left: a LAN client deleting that copy before the next
+    # call. Such a copy shows at the restart at the office, still at the ISP, without
+    # a "C" line (`unjournaled`, per recipient): a duplicate, never a loss. A
+    # duplicate not announced that way is a bug.
     assert t.dup["md"] <= len(unjournaled), \
         f"a message of the ISP's POP3 mailbox collected twice: {t.dup['md']} copies, {unjournaled} unjournaled"
     assert acked >= kills * 2, "the load hardly ran"
