@@ -27,7 +27,7 @@ from .compat import const
 COLLECTED = 67  # "C"
 TOO_LARGE = 84  # "T"
 PENDING = 80  # "P": the commit of spool id ... is under way
-_LINE_MAX = const(96)  # "K " + 10 digits + " " + 70-octet UIDL + LF = 84: longer is foreign
+_LINE_MAX = const(128)  # "P " + 10 digits + " " + 70-octet UIDL + " " + spool id (26) + LF = 111: longer is foreign
 _UID_MAX = const(70)  # RFC 1939 §7
 
 
@@ -63,7 +63,7 @@ class UidlJournal:
     empties) for rewrites; `flash` the spool's Flash (its primitives and wear
     counters); at most `max_entries` lines (limits.POP3_JOURNAL_ENTRIES).
 
-    Reading takes one 96-octet line buffer and a 256-octet read buffer per pass.
+    Reading takes one 128-octet line buffer and a 256-octet read buffer per pass.
     Iterate `entries()` to its end (MicroPython runs no `finally` of an
     abandoned generator)."""
 
