@@ -1,15 +1,19 @@
 """Retry schedule of the queue runner: backoff in wall time, tries counted per
 online session, give-up after lifetime AND sessions, delay warning, unset clock.
-Runs at 144K under MicroPython: the config has grown to 117 keys (ODMR and
+Runs at 152K under MicroPython: the config has grown to 117 keys (ODMR and
 POP3 multidrop), and with the real spool, the queue runner and a DSN being
-written the 128K heap no longer has a 640-octet block in one piece (issue 15)."""
+written the 128K heap no longer has a 640-octet block in one piece (issue 15).
+144K held until the maildrops learnt `holds` (the multidrop journal's "P"
+lines, 3 December 2026; CI passed this file at 144K just before): since then
+the DSN's header cleaning fails on a 640-octet block at 144K in every run, most
+likely a new qstr pool of 640 names started by those names; 152K and 160K pass."""
 
 from relayfake import NOW, done, maildrop, new_gw, queue, run
 
 from dialgate import outq
 from dialgate.retry import RetryPolicy
 
-UPY_HEAP = "144K"
+UPY_HEAP = "152K"
 
 
 def test_4xx_retries_after_the_interval_and_counts_sessions():
