@@ -279,6 +279,7 @@ class Collection:
             self.journal.pending(self.uid(i), w.id, _now())
             w.commit(self.scan.sender, routes)
         except (OSError, ValueError) as e:
+            w.abort()  # (a failed commit has aborted it already; a failed "P" line has not)
             self.failed += 1
             self.stop = "spool: " + compat.exc_text(e)
             log.warn("multidrop %s: message %s not taken: %s", self.where, uid, compat.exc_text(e))
