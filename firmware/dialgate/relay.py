@@ -64,6 +64,7 @@ class Relay:
         self.running = False
         self.tried = {}  # ids tried in this online session
         self.this_run = {}  # ids tried in this queue run (one try, however many domains)
+        self.lost = []  # ids this call deferred, no reply, link still up (relay_run.line_lost)
         self.last_run = "none yet"
         # the last run's figures, for the dial session's cost record
         self.run_delivered = 0
@@ -87,6 +88,7 @@ class Relay:
         """A new online session (the dial session calls this once the line is up):
         each message counts one more session with a try (queue.min_sessions)."""
         self.tried = {}
+        self.lost = []
 
     def due(self, now):
         """Ids to try now. With an unset clock: every id not tried in this session."""

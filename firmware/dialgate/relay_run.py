@@ -251,7 +251,29 @@ def defer(rl, mid, domain, why, now):
         rl.state.deferred += 1
     # the line itself went down (carrier lost): nobody refused it, so it goes in
     # the next call, whose timing the dial session's retry plan decides
-    _finish(rl, rec, now, not rl.link_up())
+    down = not rl.link_up()
+    if not down:
+        rl.lost.append(mid)  # the carrier may be seen gone only after this: line_lost()
+    _finish(rl, rec, now, down)
+
+
+
+def line_lost(rl):
+    """The call ended with the carrier lost (session_call._finish): what its queue
+    runs deferred for a lost connection while the link still looked up goes in
+    the next call too. The order is not fixed on a real line: the connection can
+    end (a reset through the modem's TCP forward, PPP) before DCD is seen low."""
+    ids = rl.lost
+    rl.lost = []
+    now = compat.wall_time()
+    for mid in ids:
+        try:
+            rec = rl.outq.load(mid)
+        except KeyError:
+            continue
+        if rec.pending() and rec.next_attempt > now:
+            rec.next_attempt = now
+            rl.outq.save(rec)
 
 
 

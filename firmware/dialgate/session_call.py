@@ -166,6 +166,10 @@ def _finish(sr, s):
         r["end"], "ok" if s.ok else "FAILED (" + s.failure + ")", r["online"], r["msgs_out"], r["msgs_in"],
         (", " + r["ask"]) if r["ask"] else "")
     log.info("session %d: ended (%s); %s", s.n, r["end"], sr.last_result)
+    if r["end"] == "carrier lost" and sr.gw.relay.lost:
+        from .relay_run import line_lost
+
+        line_lost(sr.gw.relay)
     sr.gw.costlog.append(r)
 
 

@@ -165,6 +165,34 @@ def test_carrier_lost_mid_flush_hangs_up_keeps_the_mail_and_fails():
         done(gw)
 
 
+def test_connection_lost_before_the_carrier_is_seen_still_goes_in_the_next_call():
+    # The order on a real line is not fixed: the relay's connection can end (reset
+    # by the modem's TCP forward, PPP) before the modem's DCD is seen low. The
+    # relay then defers with the link still up; the call's end by carrier loss
+    # must still move that message to the next call (CI saw one wait 30 min).
+    lk = FakeLink()
+    gw = gateway("srf", lk)
+    try:
+        sr = SessionRunner(gw)
+        queue(gw, ["bob@example.com"])
+        gw.script[None] = {"drop_in_data": 0}
+        real = gw.relay.flush
+
+        async def dropping(etrn=None):
+            res = await real(etrn)
+            lk.up_now = False  # the carrier is seen gone only after the queue run deferred
+            return res
+
+        gw.relay.flush = dropping
+        run(sr.step())
+        r = gw.costlog.records()[0]
+        assert r["end"] == "carrier lost" and r["ok"] is False and r["msgs_out"] == 0, r
+        assert len(gw.outq.ids()) == 1
+        assert gw.outq.due(NOW) == gw.outq.ids()  # due at the retry call, not in 30 min
+    finally:
+        done(gw)
+
+
 def test_operator_dial_and_hangup_and_a_stopping_gateway():
     lk = FakeLink()
     gw = gateway("srd", lk)
