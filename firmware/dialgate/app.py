@@ -172,8 +172,10 @@ class Gateway:
 
     async def run(self):
         self.stopping = asyncio.Event()
-        await self.start()
+        # before start(): its listeners are open (a supervisor may already stop us)
+        # while recovery and the rest of start run; a SIGTERM then stops cleanly
         compat.install_stop(self.stopping.set)
+        await self.start()
         log.info("dialgate %s up as %s (%s profile)", VERSION, self.cfg["hostname"], self.cfg["board.name"])
         if self.cfg["board.watchdog_ms"]:  # after boot: spool recovery may take long
             from .compat_wdt import watchdog
