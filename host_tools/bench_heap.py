@@ -63,6 +63,8 @@ def _wait(cond, seconds: float) -> bool:
 
 
 LOADED: dict[int, str] = {}  # heap figure -> status's "loaded:" line at that step
+MODULES: dict[int, list[str]] = {}  # heap figure -> the firmware modules in memory (console `memory`)
+BUFFERS: dict[int, int] = {}  # heap figure -> octets of connection buffers, held and kept for reuse
 
 
 def _heap(c: ConsoleClient) -> int:
@@ -75,6 +77,12 @@ def _heap(c: ConsoleClient) -> int:
             LOADED[used] = ln[len("loaded: "):]
     if used is None:
         raise RuntimeError(f"no heap line in status: {lines}")
+    for ln in c.command("memory")[1]:  # after status: the figure above is what status saw
+        if ln.startswith("modules: "):
+            MODULES[used] = ln.split(": ")[2].split()
+        elif ln.startswith("buffers: "):
+            w = ln.split()  # buffers: N of SIZE octets for connections, P kept for reuse
+            BUFFERS[used] = (int(w[1]) + int(w[7])) * int(w[3])
     return used
 
 
@@ -151,6 +159,8 @@ def day(heap_k: int, romfs: bool = False) -> tuple[list[tuple[str, int]], str]:
                     image = int(held.group(1))
                     for used in [u for _, u in done]:
                         LOADED[used - image] = LOADED.get(used, "")
+                        MODULES[used - image] = MODULES.get(used, [])
+                        BUFFERS[used - image] = BUFFERS.get(used, 0)
                     done = [(name, used - image) for name, used in done]
     return done, why
 
@@ -195,6 +205,53 @@ print("cost", gc.mem_alloc() - a)
 """
 
 
+# Runs under MicroPython: the heap that importing a set of modules takes (their
+# code, its tables and the module objects, with the qstrs they intern), and of
+# that the qstr pools and the interned names' text (qstr_info: n_total_bytes).
+_SET = """
+import gc, micropython, sys, vfs
+if sys.argv[1] != "-":
+    f = open(sys.argv[1], "rb")
+    f.seek(0, 2)
+    img = bytearray(f.tell())
+    f.seek(0)
+    f.readinto(img)
+    f.close()
+    vfs.mount(vfs.VfsRom(img), "/rom")
+    sys.path.insert(0, "/rom")
+else:
+    sys.path.insert(0, sys.argv[2])
+f = open(sys.argv[3])
+mods = f.read().split()
+f.close()
+gc.collect()
+a = gc.mem_alloc()
+micropython.qstr_info()
+for m in mods:
+    __import__("dialgate." + m)
+gc.collect()
+print("alloc", gc.mem_alloc() - a)
+micropython.qstr_info()
+"""
+
+
+def import_cost(tree: Path, image: Path | None, mods: list[str]) -> tuple[int, int, int]:
+    """(heap, qstr octets, qstrs) that importing `mods` takes in a fresh interpreter.
+    The list goes in a file: the unix port aborts (uncaught NLR) on a long argv."""
+    with tempfile.TemporaryDirectory(prefix="dg-bench-set-") as tmp:
+        script = Path(tmp) / "set.py"
+        script.write_text(_SET)
+        (Path(tmp) / "mods").write_text(" ".join(mods))
+        r = subprocess.run([str(Path(sys.executable).parent / "micropython"), "-X", "heapsize=1024K", str(script),
+                            str(image) if image else "-", str(tree), str(Path(tmp) / "mods")],
+                           capture_output=True, text=True, timeout=60)
+    q = [(int(m.group(2)), int(m.group(1))) for m in re.finditer(r"n_qstr=(\d+).*n_total_bytes=(\d+)", r.stdout)]
+    alloc = re.search(r"^alloc (\d+)", r.stdout, re.M)
+    if alloc is None or len(q) != 2:
+        raise RuntimeError(f"import_cost: {r.stdout} {r.stderr}")
+    return int(alloc.group(1)), q[1][0] - q[0][0], q[1][1] - q[0][1]
+
+
 def module_costs(tree: Path, image: Path | None) -> dict[str, int]:
     """Heap each firmware module adds once its own imports are loaded, from .mpy
     files in `tree` or from the ROMFS `image` (the import graph make lint checks)."""
@@ -223,8 +280,9 @@ def module_costs(tree: Path, image: Path | None) -> dict[str, int]:
     return costs
 
 
-def consumers() -> None:
-    """The biggest consumers by module, as .mpy files and from ROMFS, side by side."""
+def consumers(peaks: dict[bool, tuple[str, int]]) -> None:
+    """The biggest consumers by module, as .mpy files and from ROMFS, side by side;
+    then each day's peak split into code, qstrs, buffers and the rest."""
     from host_tools.run_host import romfs_image
     from host_tools.upy_test import build_tree
 
@@ -236,11 +294,21 @@ def consumers() -> None:
         mpy = module_costs(tree, None)
         rom = module_costs(tree, image)
         size = image.stat().st_size
+        split = {romfs: (step, used, import_cost(tree, image if romfs else None, MODULES[used]))
+                 for romfs, (step, used) in peaks.items() if MODULES.get(used)}
     print(f"heap each module adds on import (unix port, after its own imports; ROMFS image {size} octets):")
     print(f"  {'module':16s} {'.mpy':>7s} {'romfs':>7s}")
     for m in sorted(mpy, key=lambda k: -mpy[k])[:15]:
         print(f"  {m:16s} {mpy[m]:7d} {rom.get(m, -1):7d}")
     print(f"  {'all ' + str(len(mpy)):16s} {sum(mpy.values()):7d} {sum(rom.values()):7d}")
+    for romfs, (step, used, (code, qbytes, qn)) in split.items():
+        buf = BUFFERS.get(used, 0)
+        rest = used - code - buf
+        print(f"the day's peak ({step}, {'ROMFS' if romfs else '.mpy'}): {used} B = "
+              f"{len(MODULES[used])} modules imported {code - qbytes} ({100 * (code - qbytes) // used} %) "
+              f"+ their {qn} qstrs {qbytes} ({100 * qbytes // used} %) "
+              f"+ connection buffers {buf} ({100 * buf // used} %) "
+              f"+ state, other buffers and objects {rest} ({100 * rest // used} %)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     big = int(a.heap.rstrip("Kk"))
     rc = 0
     found = {}
+    peaks = {}  # romfs -> (step, heap in use) of the day's highest figure
     for romfs, label, target in ((False, "stock firmware, .mpy files", 160), (True, "code in ROMFS", 96)):
         steps, why = day(big, romfs)
         print(f"office day under MicroPython at {big}K, {label} ({'ok' if not why else why}):")
@@ -266,9 +335,10 @@ def main(argv: list[str] | None = None) -> int:
         if why:
             rc = 1
             continue
+        peaks[romfs] = max(steps, key=lambda x: x[1])
         if not a.no_search:
             found[label] = (least(romfs, big), target)
-    consumers()
+    consumers(peaks)
     for label, (k, target) in found.items():
         ratios = ", ".join(f"{k * 1024 / b:.2f}x {n} ({b // 1024}K)" for n, b in boards.items())
         print(f"least heap for the day, {label}: {k}K (target {target}K: {k / target:.2f}x); "

@@ -153,8 +153,8 @@ def need(args, n, usage):
 
 
 def add_base_commands(commands):
-    """status, log, config get/set (console_base) and help (console_help), imported on first use."""
-    for word in ("status", "log", "config"):
+    """status, memory, log, config get/set (console_base) and help (console_help), imported on first use."""
+    for word in ("status", "memory", "log", "config"):
         commands.add_lazy(word, "console_base")
     commands.add_lazy("help", "console_help")
     commands.add_lazy("login", "console_help")

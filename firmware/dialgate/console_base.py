@@ -1,4 +1,4 @@
-"""The console's own commands: status, log, config get/set. Imported on the
+"""The console's own commands: status, memory, log, config get/set. Imported on the
 first of them and unloaded with the other command groups when idle (help is
 console_help, login the session's own, console_login)."""
 
@@ -114,8 +114,24 @@ def cmd_status(gw, args):
     ]
 
 
+def cmd_memory(gw, args):
+    """Where the heap goes: what a board admin (or bench_heap) asks before a
+    feature is turned on, and after a MemoryError in the log."""
+    import sys
+
+    compat.gc_collect()
+    mods = sorted([m[9:] for m in sys.modules if m.startswith("dialgate.")])
+    used, pooled, size = gw.net.buffers()
+    return [
+        "heap: used %d free %d" % (compat.mem_alloc(), compat.mem_free()),
+        "modules: %d in memory: %s" % (len(mods), " ".join(mods)),
+        "buffers: %d of %d octets for connections, %d kept for reuse" % (used, size, pooled),
+    ]
+
+
 def add_commands(commands):
     commands.add("status", cmd_status, "status", "uptime, heap, loaded features, connections, link, last and next call, spool")
+    commands.add("memory", cmd_memory, "memory", "heap in use, the firmware modules in memory, connection buffers")
     commands.add("log", cmd_log, "log [N]", "the last N log lines (default 20)")
     commands.add("config get", cmd_config_get, "config get KEY", "show one configuration value")
     commands.add("config set", cmd_config_set, "config set KEY VALUE", "check and save one value (at restart)",

@@ -220,6 +220,12 @@ class Net:
             s.pause_ms = 0
             await asyncio.sleep(ms / 1000)
 
+    def buffers(self):
+        """(buffers held by open connections, buffers kept for reuse, octets each):
+        a read buffer per connection and a send buffer per producer (console `memory`)."""
+        held = len(self.conns) + len([c for c in self.conns if c.obuf is not None])
+        return held, len(self._pool), self.buffer_size
+
     def _buffer(self):
         """A connection buffer: reused from a closed session when there is one.
 

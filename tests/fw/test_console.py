@@ -1,5 +1,7 @@
 """Console: every reply ends in OK or ERR <reason>; framing over the session."""
 
+import sys
+
 import fwtest
 from dialgate import compat, log
 from dialgate.app import Gateway
@@ -34,6 +36,23 @@ def test_status_names_its_fields():
     keys = [x.split(":")[0] for x in lines[:-1]]
     for k in ("uptime", "heap", "loaded", "connections", "link", "spool"):
         assert k in keys, keys
+
+
+def test_memory_names_the_modules_in_memory_and_the_buffers():
+    gw = _gw()
+    before = gw.commands.run(gw, "memory")
+    assert before[-1] == "OK" and before[0].startswith("heap: used "), before
+    mods = before[1].split(": ")[2].split()
+    assert mods == sorted([m[9:] for m in sys.modules if m.startswith("dialgate.")]), mods
+    assert "app" in mods and "console_base" in mods, mods
+    assert int(before[1].split()[1]) == len(mods)
+    assert before[2] == "buffers: 0 of %d octets for connections, 0 kept for reuse" % gw.net.buffer_size, before
+    gw.auth_throttle  # a feature built: its module is now in memory
+    fr = gw.net._buffer()
+    gw.net._release(fr)  # a closed connection's buffer, kept
+    after = gw.commands.run(gw, "memory")
+    assert "auth" in after[1].split(": ")[2].split(), after
+    assert after[2].endswith(", 1 kept for reuse"), after
 
 
 def test_help_lists_every_command_and_one():
