@@ -218,10 +218,13 @@ if MICROPYTHON:
 else:
 
     def open_rb(path):
-        """A stored message opened for reading, unbuffered: each readinto is one
-        read(2) into the caller's buffer (a RETR's 64 KB), with no buffer of
-        open()'s own to copy through and no isatty/lseek probe at open."""
-        return open(path, "rb", buffering=0)
+        """A stored message opened for reading, as a bare descriptor
+        (compat_cpython.Body): an open is one openat(2), with no fstat and no
+        file object, and each readinto one read(2) into the caller's buffer (a
+        RETR's 64 KB), with no buffer of open()'s own to copy through."""
+        from .compat_cpython import Body
+
+        return Body(path)
 
 
 def file_size(path):
