@@ -308,7 +308,7 @@ def consumers(peaks: dict[bool, tuple[str, int]]) -> None:
               f"{len(MODULES[used])} modules imported {code - qbytes} ({100 * (code - qbytes) // used} %) "
               f"+ their {qn} qstrs {qbytes} ({100 * qbytes // used} %) "
               f"+ connection buffers {buf} ({100 * buf // used} %) "
-              f"+ state, other buffers and objects {rest} ({100 * rest // used} %)")
+              f"+ state, names interned by modules since unloaded, other buffers and objects {rest} ({100 * rest // used} %)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,10 +8,13 @@ import asyncio
 import sys
 
 from . import compat, config, log
+from .compat import const
 from .console import Commands, add_base_commands, session
 from .net import Net
 
 VERSION = "0.1.0"
+_ADMIT_POLL_MS = const(100)
+_ADMIT_POLLS = const(50)  # 5 s: the longest an SMTP greeting waits for a queue run's code to go
 
 # Console commands whose module is imported on first use: first word -> module.
 LAZY_COMMANDS = {
@@ -127,8 +130,9 @@ class Gateway:
         compat.makedirs(cfg["spool.path"])
         self.spool.recover()
         self.server_tls = self._server_tls("smtp")
+        admit = self._admit_smtp if cfg["board.unload_after"] > 0 else None
         for h, p in cfg.addrs("smtp.listen"):
-            await self._listen("smtp", h, p, lambda peer: self.smtp.session(peer))
+            await self._listen("smtp", h, p, lambda peer: self.smtp.session(peer), admit)
         for h, p in cfg.addrs("pop3.listen"):
             await self._listen("pop3", h, p, lambda peer: self.pop3.session(peer))
         for h, p in cfg.addrs("console.listen"):
@@ -157,11 +161,27 @@ class Gateway:
             log.warn("%s.tls_cert: this runtime has no TLS; STARTTLS is not offered", kind)
         return ctx
 
-    async def _listen(self, kind, host, port, factory):
+    async def _listen(self, kind, host, port, factory, admit=None):
         try:
-            await self.net.listen(kind, host, port, factory)
+            await self.net.listen(kind, host, port, factory, admit)
         except OSError as e:
             raise StartError("%s.listen: cannot listen on %s:%d (%s)" % (kind, host, port, e))
+
+    async def _admit_smtp(self):
+        """Where features unload: an SMTP connection that finds the SMTP server
+        unloaded while a call's queue run still holds its own code (relay_run,
+        the SMTP client: about 25 KB as .mpy) waits for that code to go, up to
+        5 s, before the server loads. The ISP's delivery after ETRN arrives
+        while our connection is still saying QUIT, and the two stacks at once
+        were the office day's peak (docs/architecture.md, "Memory"). The
+        greeting is that much later; a client waits 5 minutes for it (RFC 5321
+        §4.5.3.2.1)."""
+        d = self.__dict__
+        n = 0
+        while (n < _ADMIT_POLLS and "smtp" not in d and "dialgate.relay_run" in sys.modules
+               and "sessions" in d and d["sessions"].current is not None):
+            await asyncio.sleep(_ADMIT_POLL_MS / 1000)
+            n += 1
 
     async def _stdin_console(self):
         stream = compat.stdin_stream()

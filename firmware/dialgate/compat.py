@@ -217,14 +217,10 @@ if MICROPYTHON:
 
 else:
 
-    def open_rb(path):
-        """A stored message opened for reading, as a bare descriptor
-        (compat_cpython.Body): an open is one openat(2), with no fstat and no
-        file object, and each readinto one read(2) into the caller's buffer (a
-        RETR's 64 KB), with no buffer of open()'s own to copy through."""
-        from .compat_cpython import Body
-
-        return Body(path)
+    # A stored message opened for reading, as a bare descriptor: an open is one
+    # openat(2), with no fstat and no file object, and each readinto one read(2)
+    # into the caller's buffer (a RETR's 64 KB).
+    from .compat_cpython import Body as open_rb  # noqa: F401 - compat.open_rb, as the MicroPython branch defines it
 
 
 def file_size(path):

@@ -68,11 +68,13 @@ class Net:
         # threads, shared); a board runs each inline in the Framer, as before.
         self._commits = compat.commit_group()
 
-    async def listen(self, kind, host, port, factory):
-        """Accept connections on host:port; `factory(peer)` makes a proto.Session."""
+    async def listen(self, kind, host, port, factory, admit=None):
+        """Accept connections on host:port; `factory(peer)` makes a proto.Session.
+        `admit`: a coroutine function awaited before the factory (app's: wait
+        for a queue run's code to go before the SMTP server loads)."""
 
         async def accept(stream):
-            await self.serve(stream, factory, kind)
+            await self.serve(stream, factory, kind, admit)
 
         srv = await compat.start_server(accept, host, port, self.backlog)
         self.servers.append(srv)
@@ -132,12 +134,14 @@ class Net:
                 if c.task is not None:
                     c.task.cancel()
 
-    async def serve(self, stream, factory, kind):
+    async def serve(self, stream, factory, kind, admit=None):
         peer = compat.peer_of(stream)
         if len(self.conns) >= self.max_connections:
             log.warn("%s %s:%d refused: %d connections open", kind, peer[0], peer[1], len(self.conns))
             await _refuse(stream, kind, True)
             return
+        if admit is not None:
+            await admit()
         try:
             session = factory(peer)
         except (OSError, ValueError, MemoryError) as e:

@@ -1,14 +1,17 @@
 """Console commands of the outbound queue (queue list/show/retry/delete/flush)
 over a real spool; `queue flush` and `queue retry` ask the session owner.
 
-Runs at 160K under MicroPython (issue 15 finding): a queue run and the queue
+Runs at 168K under MicroPython (issue 15 finding): a queue run and the queue
 console at once; at 128K and 136K `queue show` fails allocating 640 octets
 (a dict's table, likely sys.modules growing with the lazy import) in a heap
-whose free space is in smaller pieces; 144K passes."""
+whose free space is in smaller pieces; 144K passed. Since December 3 (compat's
+CPython message reader, the console's `memory`) 160K fails the same way, in
+`queue show`'s import of retry, and 168K passes: the test sits where a few
+hundred octets of boot code move the holes."""
 
 from relayfake import done, new_gw, queue, run
 
-UPY_HEAP = "160K"
+UPY_HEAP = "168K"
 
 
 class Sessions:

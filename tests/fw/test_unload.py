@@ -198,3 +198,64 @@ def test_a_queue_runs_code_goes_when_its_flush_ends():
         assert not unload_now(gw, "relay_run")  # nothing loaded: nothing to do
     finally:
         fwtest.rmtree(d)
+
+
+def test_an_smtp_connection_waits_for_the_queue_runs_code_to_go():
+    # app._admit_smtp: the ISP's delivery after ETRN arrives while our queue run
+    # is still saying QUIT; the SMTP server loads only once that code has gone
+    import asyncio
+
+    gw, d = _gw("uladm")
+    try:
+        import dialgate.relay_run  # noqa: F401 - a queue run in progress holds it
+
+        async def admitted(settle):
+            t = asyncio.create_task(gw._admit_smtp())
+            await asyncio.sleep(0)
+            for _ in range(settle):
+                await asyncio.sleep(0.1)
+            return t
+
+        async def day():
+            out = []
+            t = await admitted(0)
+            out.append(t.done())  # no call in progress: at once
+            gw.sessions.current = "a call"
+            t = await admitted(4)
+            out.append(t.done())  # the queue run's code is loaded: waits
+            compat.unload("dialgate.relay_run")  # what session_call does once the flush has ended
+            for _ in range(30):
+                if t.done():
+                    break
+                await asyncio.sleep(0.1)
+            out.append(t.done())
+            return out
+
+        assert asyncio.run(day()) == [True, False, True]
+    finally:
+        gw.sessions.current = None
+        fwtest.rmtree(d)
+
+
+def test_a_call_drops_the_lan_servers_no_one_is_using():
+    # session_call, as a call starts: the submission that started it must not keep
+    # the SMTP server through the dial and the queue run (the day's peak)
+    from dialgate.session_call import _drop_idle_servers
+
+    class Reading:
+        kind = "pop3"  # a client still reading its mail
+
+    gw, d = _gw("uldrop")
+    try:
+        gw.smtp
+        gw.pop3
+        gw.net.conns.append(Reading())
+        _drop_idle_servers(gw)
+        assert "smtp" not in gw.__dict__ and "dialgate.smtp_server" not in sys.modules
+        assert "pop3" in gw.__dict__ and "dialgate.pop3_server" in sys.modules
+        gw.net.conns.clear()
+        _drop_idle_servers(gw)
+        assert "pop3" not in gw.__dict__ and "dialgate.pop3_server" not in sys.modules
+    finally:
+        gw.net.conns.clear()
+        fwtest.rmtree(d)
