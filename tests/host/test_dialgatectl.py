@@ -67,6 +67,7 @@ def test_every_command_one_shot(office, capsys, monkeypatch):
     # every command help lists, with arguments and the exit status it must give, in an order that works
     runs = [
         ("status", [], 0, "listening: smtp"),
+        ("memory", [], 0, "modules: "),
         ("log", ["5"], 0, ""),
         ("log", ["0"], 1, "ERR N must be a number from 1 to 1000"),
         ("config get", ["hostname"], 0, 'hostname = "gw.office.test"'),
