@@ -179,9 +179,9 @@ def least(romfs: bool, hi: int, step: int = 16) -> int:
     return hi
 
 
-# Runs under MicroPython: imports a module's own imports, then the module,
-# printing the heap it adds after a collection (one process per module).
-_COSTS = """
+# The start of both measuring scripts below, under MicroPython: argv[1] a ROMFS
+# image to mount and import from, or "-" and argv[2] the folder of .mpy files.
+_MOUNT = """
 import gc, sys, vfs
 if sys.argv[1] != "-":
     f = open(sys.argv[1], "rb")
@@ -194,6 +194,11 @@ if sys.argv[1] != "-":
     sys.path.insert(0, "/rom")
 else:
     sys.path.insert(0, sys.argv[2])
+"""
+
+# Runs under MicroPython: imports a module's own imports, then the module,
+# printing the heap it adds after a collection (one process per module).
+_COSTS = _MOUNT + """
 for m in sys.argv[3].split(","):
     if m:
         __import__("dialgate." + m)
@@ -208,19 +213,8 @@ print("cost", gc.mem_alloc() - a)
 # Runs under MicroPython: the heap that importing a set of modules takes (their
 # code, its tables and the module objects, with the qstrs they intern), and of
 # that the qstr pools and the interned names' text (qstr_info: n_total_bytes).
-_SET = """
-import gc, micropython, sys, vfs
-if sys.argv[1] != "-":
-    f = open(sys.argv[1], "rb")
-    f.seek(0, 2)
-    img = bytearray(f.tell())
-    f.seek(0)
-    f.readinto(img)
-    f.close()
-    vfs.mount(vfs.VfsRom(img), "/rom")
-    sys.path.insert(0, "/rom")
-else:
-    sys.path.insert(0, sys.argv[2])
+_SET = _MOUNT + """
+import micropython
 f = open(sys.argv[3])
 mods = f.read().split()
 f.close()

@@ -106,3 +106,14 @@ def unload_now(gw, name):
     log.info("memory: unloaded %s after use (heap free %d)", name, compat.mem_free())
     return True
 
+
+def unload_unused(gw):
+    """Unload the LAN's SMTP and POP3 stacks with no session open at once, not
+    board.unload_after later: a call does this as it starts, so the submission
+    that started it does not keep the SMTP server (about 30 KB as .mpy) through
+    the dial and the queue run. The ISP's delivery loads it again once the
+    queue run's code has gone (app._admit_smtp). Returns what went."""
+    out = [k for k in ("smtp", "pop3") if k in gw.__dict__ and gw.net.count(k) == 0]
+    for k in out:
+        unload_now(gw, k)
+    return out

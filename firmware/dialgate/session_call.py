@@ -30,7 +30,11 @@ async def run_call(sr, kind, why):
             compat.drop_attr(gw, "costlog")
             compat.unload("dialgate.costlog")
     if gw.cfg["board.unload_after"] > 0:
-        _drop_idle_servers(gw)
+        # the submission that started the call must not keep the SMTP server
+        # through the dial and the queue run (docs/architecture.md, "Memory")
+        from .app_unload import unload_unused
+
+        unload_unused(gw)
     sr.n += 1
     s = S.DialSession(sr.cfg, sr.n, kind, why, t, wall)
     s.record["queued"] = len(gw.outq)  # mail waiting when the call began (the report's queue depth)
@@ -179,19 +183,6 @@ async def _collect(gw, ways):
     from .inbound import collect  # ODMR / POP3 multidrop: loaded for the call that asks
 
     return await collect(gw, ways)
-
-
-def _drop_idle_servers(gw):
-    """Where features unload, the LAN's SMTP and POP3 stacks with no session
-    open go as the call starts, not board.unload_after later: the submission
-    that started the call must not keep the SMTP server (about 30 KB as .mpy)
-    through the dial and the queue run. The ISP's delivery loads it again once
-    the queue run's code has gone (app._admit_smtp; docs/architecture.md, "Memory")."""
-    from .app_unload import unload_now
-
-    for kind in ("smtp", "pop3"):
-        if kind in gw.__dict__ and gw.net.count(kind) == 0:
-            unload_now(gw, kind)
 
 
 def _drop_queue_run(gw):

@@ -238,9 +238,9 @@ def test_an_smtp_connection_waits_for_the_queue_runs_code_to_go():
 
 
 def test_a_call_drops_the_lan_servers_no_one_is_using():
-    # session_call, as a call starts: the submission that started it must not keep
+    # app_unload.unload_unused, from session_call as a call starts: the submission that started it must not keep
     # the SMTP server through the dial and the queue run (the day's peak)
-    from dialgate.session_call import _drop_idle_servers
+    from dialgate.app_unload import unload_unused
 
     class Reading:
         kind = "pop3"  # a client still reading its mail
@@ -250,11 +250,11 @@ def test_a_call_drops_the_lan_servers_no_one_is_using():
         gw.smtp
         gw.pop3
         gw.net.conns.append(Reading())
-        _drop_idle_servers(gw)
+        assert unload_unused(gw) == ["smtp"]
         assert "smtp" not in gw.__dict__ and "dialgate.smtp_server" not in sys.modules
         assert "pop3" in gw.__dict__ and "dialgate.pop3_server" in sys.modules
         gw.net.conns.clear()
-        _drop_idle_servers(gw)
+        assert unload_unused(gw) == ["pop3"]
         assert "pop3" not in gw.__dict__ and "dialgate.pop3_server" not in sys.modules
     finally:
         gw.net.conns.clear()
