@@ -41,8 +41,22 @@ def _by_name(node: ast.AST, mods: set[str]) -> set[str]:
     return set()
 
 
+def _run_at_import(body: list[ast.stmt]):
+    """The statements of a module body that run when it is imported: those of
+    its `if`/`try`/`with` blocks too (`if MICROPYTHON: from .x import y`),
+    not those of its functions or classes."""
+    for node in body:
+        yield node
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for field in ("body", "orelse", "finalbody"):
+            yield from _run_at_import(getattr(node, field, []))
+        for h in getattr(node, "handlers", []):
+            yield from _run_at_import(h.body)
+
+
 def graph(pkg: Path = PKG) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
-    """(every edge, module-level import edges only), module -> modules."""
+    """(every edge, the edges of imports run at module import only), module -> modules."""
     mods = {p.stem for p in pkg.glob("*.py")}
     every: dict[str, set[str]] = {m: set() for m in mods}
     top: dict[str, set[str]] = {m: set() for m in mods}
@@ -50,7 +64,7 @@ def graph(pkg: Path = PKG) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
         tree = ast.parse((pkg / f"{m}.py").read_text(), f"{m}.py")
         for node in ast.walk(tree):
             every[m] |= _named(node, mods) | _by_name(node, mods)
-        for node in tree.body:
+        for node in _run_at_import(tree.body):
             top[m] |= _named(node, mods)
         every[m].discard(m)
     return every, top

@@ -9,7 +9,8 @@ Default mode (structural, via `ast`):
     only lazily, inside functions of compat / link* / modem* modules;
   * no `assert`, no bare `except:`, no type annotations in firmware/;
   * idle unloading's feature registry (`app_unload.FEATURES`) matches the
-    import graph: each feature lists exactly the modules only it reaches.
+    import graph: each feature lists exactly the modules only it reaches, and
+    each shared module (`app_unload.SHARED`) exactly its module-level importers.
 
 `--typecheck BOARD --stubs DIR`: runs basedpyright over firmware/ against that
 board's MicroPython stubs, so a call the board does not have fails lint.
@@ -159,6 +160,37 @@ def feature_drift(root: Path = ROOT) -> list[str]:
     return problems
 
 
+def shared_drift(root: Path = ROOT) -> list[str]:
+    """Check `app_unload.SHARED` against the import graph: each shared module's
+    importers must be exactly the modules that import it at module level (one
+    missing would have it unloaded under a module still using it, so the next
+    import loads a second copy), it must not be on a feature's list, and it
+    must come before every shared module it imports (one sweep frees both)."""
+    from host_tools.fw_graph import graph
+
+    pkg = root / "firmware" / "dialgate"
+    edges, top = graph(pkg)
+    shared = _registry(pkg / "app_unload.py", "SHARED")
+    features = _registry(pkg / "app_unload.py", "FEATURES")
+    featured = {m for _attr, mods in features.values() for m in mods}
+    order = [name for name, _imp, _held in shared]
+    problems = []
+    for i, (name, importers, _held) in enumerate(shared):
+        if name not in edges:
+            problems.append(f"app_unload.SHARED: no module {name}")
+            continue
+        real = {k for k in top if name in top[k]}
+        for m in sorted(real - set(importers)):
+            problems.append(f"app_unload.SHARED[{name!r}] misses {m}, which imports it at module level")
+        for m in sorted(set(importers) - real):
+            problems.append(f"app_unload.SHARED[{name!r}] lists {m}, which does not import it at module level")
+        if name in featured:
+            problems.append(f"app_unload.SHARED[{name!r}] is also on a feature's list in FEATURES")
+        for m in sorted(top[name] & set(order[:i])):
+            problems.append(f"app_unload.SHARED[{name!r}] imports {m}, listed before it: list {name} first")
+    return problems
+
+
 def typecheck(board: str, stubs: Path, root: Path = ROOT) -> int:
     exe = shutil.which("basedpyright", path=str(Path(sys.executable).parent)) or shutil.which("basedpyright")
     if not exe:
@@ -207,7 +239,7 @@ def main() -> int:
             print(f"lint: stubs for {a.typecheck} not found at {a.stubs} (make venv)", file=sys.stderr)
             return 2
         return typecheck(a.typecheck, a.stubs, a.root)
-    problems = structural(a.micropython, a.root) + feature_drift(a.root)
+    problems = structural(a.micropython, a.root) + feature_drift(a.root) + shared_drift(a.root)
     for p in problems:
         print(p)
     if problems:

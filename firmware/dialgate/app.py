@@ -46,7 +46,6 @@ class Gateway:
         for word in LAZY_COMMANDS:
             self.commands.add_lazy(word, LAZY_COMMANDS[word])
         self.started = compat.ticks_ms()
-        self.server_tls = None  # LAN-side TLS context, loaded in start()
         self.stopping = None
         self.wdt = None  # machine.WDT on a board with board.watchdog_ms, fed by _tick
         self.tasks = []
@@ -145,8 +144,12 @@ class Gateway:
         for line in self.net.listening:
             log.info("listening: %s", line)
 
-    def _server_tls(self, kind):
-        """The LAN-side TLS context from `KIND.tls_cert`/`KIND.tls_key`, or None (no STARTTLS)."""
+    def _server_tls(self, kind, starting=True):
+        """The LAN-side TLS context from `KIND.tls_cert`/`KIND.tls_key`, or None
+        (no STARTTLS). Made in start(), where a certificate that does not load
+        stops the gateway; on a board it goes with the LAN servers' other state
+        (app_unload.LAN_STATE) and is made again for the next client, where one
+        that no longer loads is logged and that client is offered no STARTTLS."""
         cert = self.cfg[kind + ".tls_cert"]
         if not cert:
             return None
@@ -156,8 +159,12 @@ class Gateway:
         try:
             ctx = tls_server_context(cert, key)
         except (OSError, ValueError) as e:
-            raise StartError("%s.tls_cert: cannot load %s / %s (%s)" % (kind, cert, key, e))
-        if ctx is None:
+            why = "%s.tls_cert: cannot load %s / %s (%s)" % (kind, cert, key, e)
+            if starting:
+                raise StartError(why)
+            log.error("%s; STARTTLS is not offered", why)
+            return None
+        if ctx is None and starting:
             log.warn("%s.tls_cert: this runtime has no TLS; STARTTLS is not offered", kind)
         return ctx
 
@@ -258,6 +265,7 @@ _MAKERS = {
     "users": Gateway._users,
     "router": Gateway._router,
     "auth_throttle": Gateway._auth_throttle,
+    "server_tls": lambda gw: gw._server_tls("smtp", False),
     "smtp": Gateway._smtp,
     "pop3": Gateway._pop3,
     "link": Gateway._link,

@@ -13,7 +13,7 @@ from . import compat, log
 # fails when one drifts: a module missing here stays resident after its
 # feature goes; one that the core or another feature also imports would be
 # loaded twice (unloading it while a loaded module still refers to it).
-# Modules two features share (dotstuff, smtp_data) stay once loaded.
+# Modules two features share are in SHARED below.
 FEATURES = {
     "smtp": ("smtp", ("smtp_server", "smtp_auth", "smtp_addr")),
     "pop3": ("pop3", ("pop3_service", "pop3_server")),
@@ -25,6 +25,30 @@ FEATURES = {
     "call": ("costlog", ("session_call", "session", "costlog", "inbound", "odmr_client", "pop3_client",
                          "multidrop", "header_scan", "pop3_journal")),
 }
+
+
+# What the LAN's SMTP and POP3 servers share, given back once both have gone
+# (and the console's `user` commands): the gateway attributes, made again on
+# next use (users.json read again, the certificate parsed again, a few ms).
+# The failed-login throttle goes only when quiet (auth.AuthThrottle.quiet).
+LAN_STATE = ("router", "users", "auth_throttle", "server_tls")
+
+# Modules more than one feature (or the LAN state) uses: each goes once no
+# module that imports it at module level is loaded and no gateway attribute
+# made from it is held. In order (a module before the ones it imports):
+# (module, (its module-level importers), (the attributes holding its objects)).
+# `make lint` checks every importer list against the import graph.
+SHARED = (
+    ("smtp_data", ("multidrop", "smtp_server"), ()),
+    ("dotstuff", ("pop3_server", "smtp_client"), ()),
+    ("delivery", ("multidrop",), ("router",)),
+    ("users", (), ("users",)),
+    ("auth", ("odmr_client", "pop3_client", "pop3_server", "pop3_service", "smtp_auth"),
+     ("auth_throttle", "console_throttle")),
+    ("limits", ("auth", "header_scan", "multidrop", "pop3_client", "pop3_server", "pop3_service",
+                "smtp_addr", "smtp_auth", "smtp_server"), ()),
+    ("compat_tls", ("compat_relay",), ()),
+)
 
 
 def _loaded(gw, name):
@@ -68,6 +92,9 @@ def unload_idle(gw, now, after_ms):
     cmds = gw.commands
     if cmds.loaded and compat.ticks_diff(now, cmds.used) >= after_ms:
         out.append("console")
+    lan_use = "smtp" in d or "pop3" in d or "dialgate.users_console" in sys.modules  # `user ...` holds gw.users
+    if any(a in d for a in LAN_STATE) and _idle(gw, "lan", lan_use, now, after_ms) and _lan_state(gw, now):
+        out.append("LAN state")
     if not out:
         return out
     for name in out:
@@ -76,12 +103,37 @@ def unload_idle(gw, now, after_ms):
             cmds.unload()
             compat.unload("dialgate.config_edit")  # `config set`'s helpers
             compat.unload("dialgate.config_load")
-            continue
-        _drop(gw, name)
+        elif name == "LAN state":
+            gw.busy.pop("lan", None)
+            for a in _lan_state(gw, now):
+                compat.drop_attr(gw, a)
+        else:
+            _drop(gw, name)
+    _sweep(gw)
     gw.unloads += 1
     compat.gc_collect()
     log.info("memory: unloaded idle %s (heap free %d)", ", ".join(out), compat.mem_free())
     return out
+
+
+def _lan_state(gw, now):
+    """The LAN state (LAN_STATE) that may go now: none while either server is loaded."""
+    d = gw.__dict__
+    if "smtp" in d or "pop3" in d:
+        return []
+    return [a for a in LAN_STATE if a in d and (a != "auth_throttle" or d[a] is None or d[a].quiet(now))]
+
+
+def _sweep(gw):
+    """Unload the shared modules (SHARED) that nothing loaded uses any more."""
+    d = gw.__dict__
+    mods = sys.modules
+    for name, importers, held in SHARED:
+        if "dialgate." + name not in mods:
+            continue
+        if any("dialgate." + m in mods for m in importers) or any(a in d for a in held):
+            continue
+        compat.unload("dialgate." + name)
 
 
 def _drop(gw, name):
@@ -101,6 +153,7 @@ def unload_now(gw, name):
         return False
     gw.busy.pop(name, None)
     _drop(gw, name)
+    _sweep(gw)
     gw.unloads += 1
     compat.gc_collect()
     log.info("memory: unloaded %s after use (heap free %d)", name, compat.mem_free())
@@ -113,7 +166,17 @@ def unload_unused(gw):
     that started it does not keep the SMTP server (about 30 KB as .mpy) through
     the dial and the queue run. The ISP's delivery loads it again once the
     queue run's code has gone (app._admit_smtp). Returns what went."""
-    out = [k for k in ("smtp", "pop3") if k in gw.__dict__ and gw.net.count(k) == 0]
+    d = gw.__dict__
+    out = [k for k in ("smtp", "pop3") if k in d and gw.net.count(k) == 0]
     for k in out:
         unload_now(gw, k)
+    lan = _lan_state(gw, compat.ticks_ms())
+    for a in lan:
+        compat.drop_attr(gw, a)
+    if lan:
+        out.append("LAN state")
+        gw.busy.pop("lan", None)
+        _sweep(gw)
+        compat.gc_collect()
+        log.info("memory: unloaded the LAN state for the call (heap free %d)", compat.mem_free())
     return out

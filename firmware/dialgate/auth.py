@@ -151,6 +151,16 @@ class AuthThrottle:
         if ip in self.entries:
             del self.entries[ip]
 
+    def quiet(self, now=None):
+        """True when no address has failed within the lockout window: no one
+        is locked out, so forgetting them all refuses no one (idle unloading
+        gives a quiet throttle's heap back, app_unload)."""
+        now = self._now(now)
+        for ip in self.entries:
+            if compat.ticks_diff(now, self.entries[ip][1]) < self.lockout_ms:
+                return False
+        return True
+
     def _forget_oldest(self, now):
         oldest = None
         age = -1

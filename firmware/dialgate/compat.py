@@ -374,6 +374,20 @@ def drop_attr(obj, name):
         delattr(obj, name)
 
 
+def intern(name):
+    """Intern the text `name` (MicroPython: as a qstr, the table of names that
+    is never freed). A string made from the same text afterwards (json keys,
+    `%` formatting, a loaded `.mpy`'s string constants) is then that name, a
+    word with no heap of its own, instead of a new 40-60 octet string object.
+    For text that lives as long as the gateway: the config's keys
+    (config_load.build). MicroPython interns an attribute name it is asked
+    for, so a lookup that finds nothing does it; CPython: sys.intern."""
+    if MICROPYTHON:
+        getattr(intern, name, None)
+    else:
+        sys.intern(name)
+
+
 def unload(name):
     """Forget module `name` ("dialgate.x") so the collector can free its code
     once nothing else refers to it; the next import loads it afresh."""

@@ -136,10 +136,24 @@ def load(path, profile=None):
     for k in user:
         merged[k] = user[k]
     merged["profile"] = name
+    _intern_keys()
     cfg = build(merged)
     cfg.path = path
     cfg.profile_arg = profile
     return cfg
+
+
+def _intern_keys():
+    """Intern the schema's keys (compat.intern) before the running gateway's
+    config is built: build() reads the schema again, and each key is then the
+    interned name, not a string of its own; so is every `cfg["smtp.listen"]`
+    in a module loaded from here on (about 5 KB at start, and some 50 octets a
+    key a module, on the unix port: docs/architecture.md "Memory"). Only here,
+    for the gateway's one config: 118 more names can cost a board a new qstr
+    pool in one block, which a test building configs at 128K cannot spare."""
+    for k in schema():
+        compat.intern(k)
+    compat.gc_collect()  # the first schema dict is garbage before build() reads the second
 
 
 def build(flat):

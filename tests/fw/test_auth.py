@@ -36,6 +36,18 @@ def test_throttle_delay_then_lockout_then_expiry():
     assert t.failed(ip, 10060) == 100
 
 
+def test_throttle_is_quiet_once_every_failure_is_older_than_the_lockout():
+    # idle unloading drops a quiet throttle (app_unload.LAN_STATE): never one that still locks someone out
+    t = auth.AuthThrottle(lockout_after=2, lockout_ms=1000)
+    assert t.quiet(0)
+    t.failed("a", 100)
+    t.failed("b", 500)
+    t.failed("b", 600)  # locked out until 1600
+    assert not t.quiet(1099) and not t.quiet(1599)
+    assert t.check("b", 1599) > 0
+    assert t.quiet(1600)
+
+
 def test_throttle_success_forgets_and_table_is_bounded():
     t = auth.AuthThrottle(tracked=3)
     t.failed("a", 0)

@@ -82,3 +82,33 @@ def test_pem_to_der_picks_blocks_by_kind():
     assert pem_to_der(block(b"EC PRIVATE KEY", b"ec"), b"PRIVATE KEY", True) == b"ec"
     assert pem_to_der(b"\x30\x82raw-der") == b"\x30\x82raw-der"  # no armour: DER already
     assert pem_to_der(key, b"CERTIFICATE") == b""  # nothing of that kind
+
+
+def _copies(tail, n=40):
+    """n strings made at run time from the same text (as json keys and % formatting make them)."""
+    return ["dialgate.test.%s" % tail for _ in range(n)]
+
+
+def test_intern_makes_later_strings_of_that_text_cost_nothing():
+    # config_load interns the config's keys so the checked config, and every cfg["..."] of a module
+    # loaded afterwards, holds the interned name rather than a string object of its own
+    # (the texts are made at run time: a literal of the same text in this file could be interned already)
+    name = "dialgate.test.%s" % "interned_key_name"
+    assert _copies("interned_key_name")[0] == name
+    if compat.mem_free() < 0:
+        compat.intern(name)  # CPython: sys.intern; no heap figure to compare
+        return
+    compat.gc_collect()
+    a = compat.mem_alloc()
+    plain = _copies("plain_key_name_abc")
+    compat.gc_collect()
+    b = compat.mem_alloc()
+    compat.intern(name)
+    compat.gc_collect()
+    c = compat.mem_alloc()
+    interned = _copies("interned_key_name")
+    compat.gc_collect()
+    d = compat.mem_alloc()
+    assert len(plain) == len(interned)
+    # the list costs its 40 pointers (and room to grow) either way; 40 strings of their own cost 40 x 32 more
+    assert d - c < 40 * 24 < b - a, (b - a, d - c)

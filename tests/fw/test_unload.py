@@ -254,8 +254,23 @@ def test_a_call_drops_the_lan_servers_no_one_is_using():
         assert "smtp" not in gw.__dict__ and "dialgate.smtp_server" not in sys.modules
         assert "pop3" in gw.__dict__ and "dialgate.pop3_server" in sys.modules
         gw.net.conns.clear()
-        assert unload_unused(gw) == ["pop3"]
+        gw.auth_throttle.failed("192.0.2.9")  # a wrong password a moment ago: its throttle stays
+        assert unload_unused(gw) == ["pop3", "LAN state"]
         assert "pop3" not in gw.__dict__ and "dialgate.pop3_server" not in sys.modules
+        # with both servers gone, what they shared goes too, and the modules no one loaded still imports
+        for a in ("router", "users", "server_tls"):
+            assert a not in gw.__dict__, a
+        assert "auth_throttle" in gw.__dict__ and "dialgate.auth" in sys.modules
+        for m in ("smtp_data", "dotstuff", "delivery", "users"):
+            assert "dialgate." + m not in sys.modules, m
+        e = gw.auth_throttle.entries["192.0.2.9"]
+        e[1] = compat.ticks_add(e[1], -gw.auth_throttle.lockout_ms)  # the failure is old now
+        assert unload_unused(gw) == ["LAN state"]
+        assert "auth_throttle" not in gw.__dict__
+        assert "dialgate.auth" not in sys.modules and "dialgate.limits" not in sys.modules
+        # and each comes back on use
+        _smtp(gw)
+        assert "router" in gw.__dict__ and "dialgate.smtp_data" in sys.modules
     finally:
         gw.net.conns.clear()
         fwtest.rmtree(d)

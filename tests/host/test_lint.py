@@ -73,6 +73,15 @@ def _edit(tree: Path, name: str, old: str, new: str) -> None:
      "FEATURES['relay_run'] lists bounce, but relay imports it at module level"),
     ("app_unload.py", '"pop3_service", "pop3_server")', '"pop3_service", "pop3_server", "pop3_gone")',
      "FEATURES['pop3']: no module pop3_gone"),
+    # a shared module's importers: one forgotten would have it unloaded under a module still using it
+    ("app_unload.py", '("smtp_data", ("multidrop", "smtp_server"), ())', '("smtp_data", ("smtp_server",), ())',
+     "SHARED['smtp_data'] misses multidrop, which imports it at module level"),
+    # an import run at module import, under `if MICROPYTHON:`, counts as module level
+    ("app_unload.py", '("compat_tls", ("compat_relay",), ())', '("compat_tls", (), ())',
+     "SHARED['compat_tls'] misses compat_relay, which imports it at module level"),
+    # a sweep frees a module before the ones it imports
+    ("app_unload.py", '    ("smtp_data", ("multidrop"', '    ("limits", (), ()),\n    ("smtp_data", ("multidrop"',
+     "SHARED['auth'] imports limits, listed before it: list auth first"),
 ])
 def test_feature_registry_drift_fails_lint(tree, name, old, new, message):
     _edit(tree, name, old, new)

@@ -306,3 +306,37 @@ def test_swaks_auth_starttls_pipelining(gw):
     cmd = swaks(gw) + "--from x@example.net --to friend@example.net"
     r = subprocess.run(cmd.split(), capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "554 5.7.1 Relay access denied" in r.stdout, r.stdout
+
+
+def _unloaded(g: Gateway, what: str, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = (g.workdir / "log" / "dialgate.log")
+        if log.exists() and any("memory: unloaded idle" in ln and what in ln for ln in log.read_text().splitlines()):
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def test_a_board_gives_the_lan_state_back_and_starttls_auth_come_back(tmp_path, tls_files):
+    # board.unload_after: with SMTP and POP3 idle, the state they share (users, router,
+    # failed-login throttle, the certificate's TLS context) goes with the modules only
+    # they used (app_unload.LAN_STATE, SHARED); the next client gets all of it back
+    cert, key = tls_files
+    g = Gateway(tmp_path, {"smtp.tls_cert": str(cert), "smtp.tls_key": str(key), "board.unload_after": 1,
+                           "log.level": "info"}, runtime="upy", mpy=True, heap=UPY_HEAP)
+    try:
+        assert g.command("user add alice wonderland")[0]
+        for _round in range(2):
+            r = Raw(g.smtp_port, OUTSIDE)
+            assert b"STARTTLS" in r.cmd(b"EHLO outside.example")
+            login(r)
+            assert r.cmd(b"QUIT").startswith(b"221")
+            r.close()
+            assert _unloaded(g, "LAN state"), (g.workdir / "log" / "dialgate.log").read_text()[-2000:]
+            mods = [ln for ln in g.command("memory")[1] if ln.startswith("modules: ")][0].split()
+            for m in ("smtp_server", "users", "auth", "delivery", "smtp_data", "compat_tls"):
+                assert m not in mods, (m, mods)
+            (g.workdir / "log" / "dialgate.log").write_text("")  # the second round looks for its own line
+    finally:
+        g.stop()
