@@ -254,10 +254,12 @@ def module_costs(tree: Path, image: Path | None) -> dict[str, int]:
     top = graph()[1]
     mods = set(top) - {"__main__", "__init__", "compat_cpython"}
 
-    def deps(m: str, seen: list[str]) -> list[str]:  # depth first: a module after its own imports
+    def deps(m: str, seen: list[str], path: tuple[str, ...] = ()) -> list[str]:
+        # depth first: a module after its own imports. Not compat_cpython (CPython's branch of
+        # compat), and not round a cycle (compat <-> compat_cpython: an import under `else:`)
         for d in sorted(top[m]):
-            if d not in seen:
-                deps(d, seen)
+            if d not in seen and d != "compat_cpython" and d not in path:
+                deps(d, seen, path + (m,))
                 seen.append(d)
         return seen
 
