@@ -297,6 +297,9 @@ def main(argv):
         return
     compat.unload("dialgate.config_load")  # checking is done: give its code back
     log.LOG.configure(cfg["log.level"], cfg["log.file"], cfg["log.max_bytes"], cfg["log.console"])
+    if cfg["board.unload_after"] > 0 and compat.MICROPYTHON:  # a board that unloads: its heap is tight
+        n = compat.intern_module_names(compat.__file__.rpartition("/")[0])
+        log.info("memory: the names of %d firmware modules interned at start (board.unload_after)", n)
     gw = Gateway(cfg)
     try:
         asyncio.run(gw.run())

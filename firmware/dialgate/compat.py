@@ -388,6 +388,39 @@ def intern(name):
         sys.intern(name)
 
 
+def intern_module_names(folder):
+    """Import and forget, one at a time, each firmware module in `folder` not
+    yet loaded, so that every name the firmware interns is in MicroPython's
+    name pools now: app.main does it at start on a board that unloads idle
+    features. The pools, one block each (the seventh 14 KB on the unix port),
+    are then allocated while the heap is still empty, not at the first call,
+    where no hole that big was left; and the names' text (none from ROMFS,
+    where it stays in flash) is packed at the bottom of the heap instead of
+    between the code of modules that come and go (docs/architecture.md,
+    "Memory"). Returns how many modules it went through."""
+    n = 0
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:  # frozen into the firmware: no folder, and its names are in the firmware already
+        return 0
+    for fn in names:
+        m, _, ext = fn.rpartition(".")
+        name = "dialgate." + m
+        if ext not in ("mpy", "py") or m in ("__init__", "__main__", "compat_cpython") or name in sys.modules:
+            continue
+        had = list(sys.modules)
+        try:
+            __import__(name)
+        except (ImportError, MemoryError):
+            pass  # not on this board, or no heap: its names come when (if) it loads
+        for k in list(sys.modules):
+            if k.startswith("dialgate.") and k not in had:  # the runtime's own (ssl, ...) stay
+                unload(k)
+        gc.collect()
+        n += 1
+    return n
+
+
 def unload(name):
     """Forget module `name` ("dialgate.x") so the collector can free its code
     once nothing else refers to it; the next import loads it afresh."""

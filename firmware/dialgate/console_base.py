@@ -104,7 +104,7 @@ def cmd_status(gw, args):
         "uptime: %ds" % (compat.ticks_diff(compat.ticks_ms(), gw.started) // 1000),
         "heap: used %d free %d" % (compat.mem_alloc(), compat.mem_free()),
         "loaded: %s; %d modules, %d unloads" % (
-            " ".join([k for k in _MAKERS if k in gw.__dict__]) or "-",
+            " ".join([k for k in _MAKERS if gw.__dict__.get(k) is not None]) or "-",  # server_tls None: no cert
             len([m for m in sys.modules if m.startswith("dialgate.")]), gw.unloads),
         "connections: %d of %d%s" % (len(n.conns), n.max_connections, (" (" + per + ")") if per else ""),
         "link: %s" % link_state(gw),

@@ -112,3 +112,19 @@ def test_intern_makes_later_strings_of_that_text_cost_nothing():
     assert len(plain) == len(interned)
     # the list costs its 40 pointers (and room to grow) either way; 40 strings of their own cost 40 x 32 more
     assert d - c < 40 * 24 < b - a, (b - a, d - c)
+
+
+def test_intern_module_names_loads_each_module_once_and_keeps_none():
+    # app.main on a board that unloads: every firmware module's names in the pools at start, no module left in
+    import sys
+
+    folder = compat.__file__.rpartition("/")[0]
+    before = sorted(m for m in sys.modules if m.startswith("dialgate."))
+    todo = [fn.rpartition(".")[0] for fn in compat.listdir(folder) if fn.endswith((".py", ".mpy"))]
+    todo = [m for m in todo if m not in ("__init__", "__main__", "compat_cpython") and "dialgate." + m not in before]
+    n = compat.intern_module_names(folder)
+    assert n == len(todo), (n, todo)  # every module not loaded yet
+    if compat.MICROPYTHON:
+        assert n >= 50, n  # one process per test file there: most of the package's 60-odd
+    assert sorted(m for m in sys.modules if m.startswith("dialgate.")) == before
+    assert compat.intern_module_names(folder) == n  # none kept: a second pass finds the same ones to go through
