@@ -5,9 +5,12 @@ on flash; a failed dial, a carrier lost mid-flush and a gateway stopping mid-cal
 all end with the line down and a record. Seconds-long: idle_hangup is 1 s here.
 
 A real spool, queue, relay, scheduler, phase machine, driver and cost log
-together need 160K on the 64-bit unix port (144K runs out), more than the 128K
-board budget: host_tools/upy_test.py runs this file at UPY_HEAP (issue #15 is
-the board-heap work; docs/sessions.md gives the figures)."""
+together need about 160K on the 64-bit unix port, more than the 128K board
+budget: host_tools/upy_test.py runs this file at UPY_HEAP (issue #15 is the
+board-heap work; docs/sessions.md gives the figures). At 152K three or four of
+its eight tests fail (4 December, this main and the one before alike); 160K
+passed on a quiet machine but once failed in CI under load, where timing
+changes the order of allocations: 176K leaves one 16K step of margin."""
 
 import asyncio
 
@@ -17,7 +20,7 @@ from dialgate import compat, scheduler
 from dialgate.costlog import CostLog
 from dialgate.session_run import SessionRunner
 
-UPY_HEAP = "160K"
+UPY_HEAP = "176K"
 FAST = {"session.idle_hangup": 1, "session.min_online": 0, "session.max_online": 60,
         "session.etrn": ["office.test"], "schedule.queue_count": 1, "schedule.min_gap": 0,
         "session.retry_delay": 10}
