@@ -104,9 +104,7 @@ def unload_idle(gw, now, after_ms):
             compat.unload("dialgate.config_edit")  # `config set`'s helpers
             compat.unload("dialgate.config_load")
         elif name == "LAN state":
-            gw.busy.pop("lan", None)
-            for a in _lan_state(gw, now):
-                compat.drop_attr(gw, a)
+            _drop_lan(gw, now)
         else:
             _drop(gw, name)
     _sweep(gw)
@@ -121,7 +119,17 @@ def _lan_state(gw, now):
     d = gw.__dict__
     if "smtp" in d or "pop3" in d:
         return []
-    return [a for a in LAN_STATE if a in d and (a != "auth_throttle" or d[a] is None or d[a].quiet(now))]
+    return [a for a in LAN_STATE if a in d and (a != "auth_throttle" or d[a].quiet(now))]
+
+
+def _drop_lan(gw, now):
+    """Drop the LAN state that may go now; returns what went."""
+    lan = _lan_state(gw, now)
+    for a in lan:
+        compat.drop_attr(gw, a)
+    if lan:
+        gw.busy.pop("lan", None)
+    return lan
 
 
 def _sweep(gw):
@@ -170,12 +178,8 @@ def unload_unused(gw):
     out = [k for k in ("smtp", "pop3") if k in d and gw.net.count(k) == 0]
     for k in out:
         unload_now(gw, k)
-    lan = _lan_state(gw, compat.ticks_ms())
-    for a in lan:
-        compat.drop_attr(gw, a)
-    if lan:
+    if _drop_lan(gw, compat.ticks_ms()):
         out.append("LAN state")
-        gw.busy.pop("lan", None)
         _sweep(gw)
         compat.gc_collect()
         log.info("memory: unloaded the LAN state for the call (heap free %d)", compat.mem_free())

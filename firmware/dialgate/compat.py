@@ -380,7 +380,7 @@ def intern(name):
     `%` formatting, a loaded `.mpy`'s string constants) is then that name, a
     word with no heap of its own, instead of a new 40-60 octet string object.
     For text that lives as long as the gateway: the config's keys
-    (config_load.build). MicroPython interns an attribute name it is asked
+    (config_load.load). MicroPython interns an attribute name it is asked
     for, so a lookup that finds nothing does it; CPython: sys.intern."""
     if MICROPYTHON:
         getattr(intern, name, None)
