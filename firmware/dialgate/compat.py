@@ -397,26 +397,31 @@ def intern_module_names(folder):
     where no hole that big was left; and the names' text (none from ROMFS,
     where it stays in flash) is packed at the bottom of the heap instead of
     between the code of modules that come and go (docs/architecture.md,
-    "Memory"). Returns how many modules it went through."""
+    "Memory"). Best effort: it stops at the first MemoryError (the names left
+    come when their modules load). Returns how many modules it went through."""
     n = 0
     try:
         names = sorted(os.listdir(folder))
-    except OSError:  # frozen into the firmware: no folder, and its names are in the firmware already
+    except (OSError, MemoryError):  # frozen into the firmware: no folder, and its names are in it already
         return 0
+    had = [k for k in sys.modules if k.startswith("dialgate.")]
     for fn in names:
         m, _, ext = fn.rpartition(".")
         name = "dialgate." + m
         if ext not in ("mpy", "py") or m in ("__init__", "__main__", "compat_cpython") or name in sys.modules:
             continue
-        had = list(sys.modules)
+        full = False
         try:
             __import__(name)
-        except (ImportError, MemoryError):
-            pass  # not on this board, or no heap: its names come when (if) it loads
-        for k in list(sys.modules):
-            if k.startswith("dialgate.") and k not in had:  # the runtime's own (ssl, ...) stay
-                unload(k)
+        except ImportError:
+            pass  # not on this board: its names never come
+        except MemoryError:
+            full = True
+        for k in [k for k in sys.modules if k.startswith("dialgate.") and k not in had]:
+            unload(k)  # the runtime's own (ssl, ...) stay
         gc.collect()
+        if full:
+            break
         n += 1
     return n
 
