@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
          "--time-scale", "0.1"] + modem_wiring, cwd=ROOT)))
     time.sleep(0.5)  # let the peers listen before the gateway starts
     if a.upy:
-        from host_tools.upy_test import build_tree
+        from host_tools.upy_test import board_cmd, build_tree
 
         tree = run / "mpy"
         build_tree(tree, compiled=True)
@@ -151,11 +151,13 @@ def main(argv: list[str] | None = None) -> int:
             image = romfs_image(tree, run / "dialgate.romfs")
             heap = romfs_heap(a.upy, image)
             gw_cmd = [upy, "-X", f"heapsize={heap}", str(ROOT / "host_tools" / "romfs_boot.py"), str(image)]
+            gw_cwd = ROOT
         else:
-            gw_cmd = [upy, "-X", f"heapsize={a.upy}", str(tree / "main.py")]
+            gw_cwd = tree
+            gw_cmd = board_cmd(upy, a.upy, "main")  # from the tree, as on a board (see board_cmd)
     else:
-        gw_cmd = [py, "-m", "dialgate"]
-    procs.append(("gateway", subprocess.Popen(gw_cmd + ["--config", str(run / "config.json")], cwd=ROOT, env=env)))
+        gw_cmd, gw_cwd = [py, "-m", "dialgate"], ROOT
+    procs.append(("gateway", subprocess.Popen(gw_cmd + ["--config", str(run / "config.json")], cwd=gw_cwd, env=env)))
     runtime = (f"MicroPython at {a.upy} heap" + (" + the ROMFS image" if a.romfs else "")) if a.upy else "CPython"
     print(f"dialgate (make run, {runtime}): SMTP 127.0.0.1:2525, POP3 127.0.0.1:1110, console 127.0.0.1:2323", flush=True)
     if tls_note:

@@ -56,6 +56,17 @@ def build_tree(out: Path, compiled: bool) -> None:
             shutil.copy(src, dst)
 
 
+def board_cmd(upy: str, heap: str, script: str) -> list[str]:
+    """`micropython -m SCRIPT`, to be run with the script's folder as cwd: as on
+    a board, sys.path[0] is then "" and a module loads as `dialgate/spool.mpy`.
+    Run as `micropython /abs/dir/script.py`, the unix port puts the absolute
+    folder first on sys.path, and each module's __file__ becomes a qstr of the
+    whole host path (never freed): the heap figures then depend on where the
+    checkout lives (a test at its heap edge passed in /work/main and failed in
+    a longer CI clone path)."""
+    return [upy, "-X", f"heapsize={heap}", "-m", script]
+
+
 def test_names(path: Path) -> list[str]:
     """The test functions of a firmware test file, in the order upyrun runs them."""
     return sorted(m.group(1) for m in re.finditer(r"^def (test_\w+)\(", path.read_text(), re.M))
@@ -64,7 +75,7 @@ def test_names(path: Path) -> list[str]:
 def run_one(upy: str, heap: str, out: Path, name: str, test: str, timeout: float) -> tuple[str, int]:
     """One test function in a fresh interpreter: the heap it sees is what the
     board would have, not what earlier tests left fragmented."""
-    cmd = [upy, "-X", f"heapsize={heap}", "upyrun.py", name, test]
+    cmd = board_cmd(upy, heap, "upyrun") + [name, test]
     try:
         r = subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=timeout)
         return r.stdout + r.stderr, r.returncode

@@ -7,7 +7,11 @@ console at once; at 128K and 136K `queue show` fails allocating 640 octets
 whose free space is in smaller pieces; 144K passed. Since December 3 (compat's
 CPython message reader, the console's `memory`) 160K fails the same way, in
 `queue show`'s import of retry, and 168K passes: the test sits where a few
-hundred octets of boot code move the holes."""
+hundred octets of boot code move the holes. On December 4 CI failed it at 168K
+while 152K passed here: the tests ran as `micropython upyrun.py` from the
+checkout, so every module's __file__ was a qstr of the whole host path, and the
+CI clone's path was longer. They now run as a board does (upy_test.board_cmd,
+modules load as `dialgate/x.mpy`): 152K passes and 144K fails in either place."""
 
 from relayfake import done, new_gw, queue, run
 

@@ -75,16 +75,18 @@ class Gateway:
             env = dict(os.environ, PYTHONPATH=str(ROOT / "firmware"))
             cwd = ROOT
         else:
+            from host_tools.upy_test import board_cmd
+
             if mpy or romfs:
                 from host_tools.upy_test import build_tree
 
                 tree = self.workdir / "mpy"
                 build_tree(tree, compiled=True)
                 (tree / "main.py").write_text((ROOT / "firmware" / "main.py").read_text())
-                main = tree / "main.py"
+                folder = tree
             else:
-                main = ROOT / "firmware" / "main.py"
-            cmd = [UPY, "-X", f"heapsize={heap}", str(main), "--config", str(self.config_path)]
+                folder = ROOT / "firmware"
+            cmd = board_cmd(UPY, heap, "main") + ["--config", str(self.config_path)]
             if romfs:
                 from host_tools.run_host import romfs_heap, romfs_image
 
@@ -92,7 +94,7 @@ class Gateway:
                 cmd = [UPY, "-X", f"heapsize={romfs_heap(heap, image)}",
                        str(ROOT / "host_tools" / "romfs_boot.py"), str(image), "--config", str(self.config_path)]
             env = dict(os.environ)
-            cwd = ROOT
+            cwd = ROOT if romfs else folder
         self._cmd, self._env, self._cwd = cmd, env, cwd
         for attempt in range(3):
             self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
