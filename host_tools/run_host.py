@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg.setdefault("spool", {})["path"] = str(run / "spool")
     cfg.setdefault("log", {})["file"] = str(run / "log" / "dialgate.log")
     if a.upy:
-        cfg.setdefault("board", {})["buffer"] = 1024  # boards/pico_w.json: a board's buffers, not the PC's
+        # boards/pico_w.json: a board's buffers, not the PC's, and its collection threshold
+        cfg.setdefault("board", {}).update(buffer=1024, gc_threshold=16384)
     if a.unload_after is not None:
         cfg.setdefault("board", {})["unload_after"] = a.unload_after
     if a.odmr and a.pop3:

@@ -300,6 +300,7 @@ def main(argv):
     if cfg["board.unload_after"] > 0 and compat.MICROPYTHON:  # a board that unloads: its heap is tight
         n = compat.intern_module_names(compat.__file__.rpartition("/")[0])
         log.info("memory: the names of %d firmware modules interned at start (board.unload_after)", n)
+    compat.gc_threshold(cfg["board.gc_threshold"])
     gw = Gateway(cfg)
     try:
         asyncio.run(gw.run())

@@ -349,6 +349,16 @@ def gc_collect():
     gc.collect()
 
 
+def gc_threshold(octets):
+    """Collect once `octets` have been allocated since the last collection
+    (MicroPython's gc.threshold; 0 leaves its default: only when an allocation
+    fails). Frequent collections free each burst of garbage before the next
+    long-lived block is placed, so code and state pack low in the heap instead
+    of between dead strings. CPython frees by reference count: nothing to do."""
+    if MICROPYTHON and octets > 0:
+        gc.threshold(octets)
+
+
 def gc_for_block():
     """Before allocating a connection-sized block: on a board a collection
     first finds it a hole; CPython frees by reference count, and a full

@@ -129,3 +129,22 @@ def test_intern_module_names_loads_each_module_once_and_keeps_none():
     assert sorted(m for m in sys.modules if m.startswith("dialgate.")) == before  # none kept
     compat.intern_module_names(folder)  # a second pass (it may stop early: the heap is at 128K) keeps none either
     assert sorted(m for m in sys.modules if m.startswith("dialgate.")) == before
+
+
+def test_gc_threshold_sets_micropythons_and_leaves_cpythons():
+    # board.gc_threshold (app.main): collect every N octets allocated on a board
+    import gc
+
+    if not compat.MICROPYTHON:
+        before = gc.get_threshold()
+        compat.gc_threshold(16384)
+        assert gc.get_threshold() == before  # reference counting frees; the cycle collector keeps its own
+        return
+    saved = gc.threshold()
+    try:
+        compat.gc_threshold(0)
+        assert gc.threshold() == saved  # 0: MicroPython's default stays
+        compat.gc_threshold(16384)
+        assert gc.threshold() == 16384
+    finally:
+        gc.threshold(saved)
