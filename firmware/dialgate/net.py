@@ -59,6 +59,7 @@ class Net:
         self.max_connections = max_connections
         self.backlog = backlog
         self.conns = []
+        self.admitting = 0  # accepted, waiting in `admit` for their session (they count to the cap)
         self.servers = []
         self.listening = []  # "kind host:port" strings for status
         self._pool = []  # buffers of closed sessions, reused
@@ -136,12 +137,17 @@ class Net:
 
     async def serve(self, stream, factory, kind, admit=None):
         peer = compat.peer_of(stream)
-        if len(self.conns) >= self.max_connections:
-            log.warn("%s %s:%d refused: %d connections open", kind, peer[0], peer[1], len(self.conns))
+        held = len(self.conns) + self.admitting
+        if held >= self.max_connections:
+            log.warn("%s %s:%d refused: %d connections open", kind, peer[0], peer[1], held)
             await _refuse(stream, kind, True)
             return
         if admit is not None:
-            await admit()
+            self.admitting += 1  # a slot is this connection's while it waits, not only once it has a session
+            try:
+                await admit()
+            finally:
+                self.admitting -= 1
         try:
             session = factory(peer)
         except (OSError, ValueError, MemoryError) as e:

@@ -111,3 +111,35 @@ def test_buffer_pool_is_bounded_by_slots_and_by_octets():
         assert n._buffer() is bufs[kept - 1]  # reused, last in first out
         n._release(bytearray(size // 2))  # not this connection size: not kept
         assert len(n._pool) == kept - 1
+
+
+def test_connections_waiting_to_be_admitted_count_to_the_cap():
+    # app._admit_smtp holds an accepted SMTP connection up to 5 s during a call: a
+    # burst in those seconds must meet the cap then, not each get a session afterwards
+    n = net.Net(1024, 2, 5)
+    gate = asyncio.Event()
+
+    async def admit():
+        await gate.wait()
+
+    streams = [Trickle([], 0) for _ in range(3)]
+
+    async def main():
+        svc = smtpfakes.service(spool=smtpfakes.FakeSpool(keep=False))
+        tasks = [asyncio.create_task(n.serve(st, svc.session, "smtp", admit)) for st in streams[:2]]
+        await asyncio.sleep(0.05)
+        assert n.admitting == 2 and not n.conns
+        # refused at once, both slots being taken (not left waiting for the gate too)
+        await asyncio.wait_for(n.serve(streams[2], svc.session, "smtp", admit), 2)
+        assert streams[2].out == [b"421 4.7.0 Too many connections, try again later\r\n"], streams[2].out
+        gate.set()
+        await asyncio.sleep(0.05)
+        assert n.admitting == 0 and len(n.conns) == 2
+        for st in streams[:2]:
+            assert st.out[0].startswith(b"220 "), st.out
+            st.closed = True
+        for t in tasks:
+            await t
+        assert not n.conns
+
+    asyncio.run(main())
