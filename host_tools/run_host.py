@@ -53,6 +53,13 @@ def lan_certificate(cfg: dict, tls_dir: Path) -> str:
     return f"  STARTTLS and STLS with {cert} (trust {ca} in a client to verify it)"
 
 
+def board_memory(board: str = "pico_w") -> dict:
+    """A board profile's memory settings (its buffers, its collection threshold):
+    what a gateway under the unix port takes so that it stands in for the board."""
+    b = json.loads((ROOT / "boards" / f"{board}.json").read_text())["board"]
+    return {k: b[k] for k in ("buffer", "gc_threshold")}
+
+
 def romfs_image(tree: Path, out: Path) -> Path:
     """A ROMFS image (mpremote's `romfs build`) of what a board's filesystem
     holds: main.py, dialgate/*.mpy, boards/ (from `tree`, build_tree's output)."""
@@ -102,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg.setdefault("spool", {})["path"] = str(run / "spool")
     cfg.setdefault("log", {})["file"] = str(run / "log" / "dialgate.log")
     if a.upy:
-        # boards/pico_w.json: a board's buffers, not the PC's, and its collection threshold
-        cfg.setdefault("board", {}).update(buffer=1024, gc_threshold=16384)
+        cfg.setdefault("board", {}).update(board_memory())  # a board's buffers, not the PC's
     if a.unload_after is not None:
         cfg.setdefault("board", {})["unload_after"] = a.unload_after
     if a.odmr and a.pop3:

@@ -58,9 +58,11 @@ class Gateway:
             "log": {"file": str(self.workdir / "log" / "dialgate.log")},
         }
         if runtime == "upy":
-            # A board's buffer size (boards/pico_w.json), not the PC's 4096: the
-            # unix port at a board's heap stands in for the board.
-            cfg["board"] = {"buffer": 1024}
+            # A board's buffers and collection threshold (boards/pico_w.json), not
+            # the PC's 4096: the unix port at a board's heap stands in for the board.
+            from host_tools.run_host import board_memory
+
+            cfg["board"] = board_memory()
         for k, v in (overrides or {}).items():  # dotted keys
             d = cfg
             parts = k.split(".")
