@@ -323,9 +323,7 @@ class SmtpSession(Session):
             return self._bogus(b"501 5.5.4 Syntax: DATA\r\n")
         svc = self.svc
         try:
-            if not svc.spool.has_room(0):
-                raise OSError(_ENOSPC, "spool full")
-            w = svc.spool.writer()
+            w = svc.spool.writer()  # SpoolFull (452) if flash is full: one statvfs, not two
             self.writer = w
             w.write(self._received())
         except Exception as e:
