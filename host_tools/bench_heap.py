@@ -38,6 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from host_tools import upy32
 from host_tools.console_client import ConsoleClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -292,6 +293,9 @@ def consumers(peaks: dict[bool, tuple[str, int]]) -> None:
         size = image.stat().st_size
         split = {romfs: (step, used, import_cost(tree, image if romfs else None, MODULES[used]))
                  for romfs, (step, used) in peaks.items() if MODULES.get(used)}
+        why32 = upy32.ensure() if False in split else "no .mpy peak"
+        if not why32:
+            on32 = upy32.import_cost(tree, MODULES[split[False][1]])
     print(f"heap each module adds on import (unix port, after its own imports; ROMFS image {size} octets):")
     print(f"  {'module':16s} {'.mpy':>7s} {'romfs':>7s}")
     for m in sorted(mpy, key=lambda k: -mpy[k])[:15]:
@@ -305,6 +309,15 @@ def consumers(peaks: dict[bool, tuple[str, int]]) -> None:
               f"+ their {qn} qstrs {qbytes} ({100 * qbytes // used} %) "
               f"+ connection buffers {buf} ({100 * buf // used} %) "
               f"+ state, names interned by modules since unloaded, other buffers and objects {rest} ({100 * rest // used} %)")
+    if False in split:
+        code, qbytes, qn = split[False][2]
+        if why32:
+            print(f"the same modules on a 32-bit MicroPython: not measured ({why32})")
+        else:
+            print(f"the same {len(MODULES[split[False][1]])} modules (.mpy) on a 32-bit MicroPython (wasm32, "
+                  f"host_tools/upy32.py): {on32[0]} B with their {on32[2]} qstrs {on32[1]}, against {code} B and "
+                  f"{qbytes} here ({on32[0] / code:.2f}x): bytecode and names do not shrink with the pointers, "
+                  f"so this port's .mpy figures are a board's to within that ratio")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,3 +20,29 @@ def test_every_module_has_a_heap_cost_after_its_own_imports(tmp_path: Path) -> N
     for m in ("compat", "app", "smtp_server", "pop3_server", "compat_relay", "session_call"):
         assert costs.get(m, 0) > 512, (m, costs.get(m))
     assert len(costs) >= 60, sorted(costs)
+
+
+def test_a_32_bit_micropython_imports_the_same_mpy_files(tmp_path: Path) -> None:
+    """host_tools/upy32 (make bench's 32-bit figure): the WebAssembly port loads
+    the .mpy files the unix port does, is a 32-bit build (checked inside), and
+    reports an import cost of the same order: code and names do not halve."""
+    import os
+
+    import pytest
+
+    from host_tools import upy32
+
+    why = upy32.ensure()
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run this test: {why}")
+        pytest.skip(why)
+    tree = tmp_path / "mpy"
+    build_tree(tree, compiled=True)
+    mods = ["limits", "proto", "smtp_addr"]
+    heap32, qbytes32, qn32 = upy32.import_cost(tree, mods)
+    heap64, _qbytes64, qn64 = bench_heap.import_cost(tree, None, mods)
+    assert qn32 > 50 and qbytes32 > 0, (heap32, qbytes32, qn32)
+    # the same names, give or take those each port has built in (the unix port more)
+    assert 0.8 * qn64 <= qn32 <= 1.5 * qn64, (qn32, qn64)
+    assert 0.5 * heap64 < heap32 < 1.5 * heap64, (heap32, heap64)
