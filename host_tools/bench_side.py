@@ -607,6 +607,8 @@ def run(reps: int, sizes: dict, strace: bool, quick: bool = False) -> tuple[list
             # a tenth of a second each, one round trip per RETR: 3 * reps repetitions
             measure("POP3 RETR 4 KB, 1 client", "msg/s", "higher", lambda s: pop_retr(s, ("p1",), sizes["pop4k"]),
                     3 * reps)
+            notes.append(floor_note(dg, sizes["pop4k"], 3 * reps))
+            print("  " + notes[-1], flush=True)
             measure("POP3 RETR 4 KB, 4 clients", "msg/s", "higher", lambda s: pop_retr(s, POP_USERS, sizes["pop4k"]),
                     3 * reps)
             measure("POP3 RETR 1 MB, 1 client", "msg/s", "higher", lambda s: pop_retr(s, ("big",), sizes["pop1m"]))
@@ -649,6 +651,28 @@ def run(reps: int, sizes: dict, strace: bool, quick: bool = False) -> tuple[list
                 print(f"  stopping {s.name}: {e!r}")
         shutil.rmtree(work, ignore_errors=True)
     return rows, notes
+
+
+def floor_note(dg: Side, count: int, times: int) -> str:
+    """dialgate's 1-client POP3 RETR rate against the CPython asyncio floor
+    (host_tools/asyncio_floor.py: an asyncio server that answers RETR from
+    memory), interleaved as the table's loads are."""
+    from host_tools.asyncio_floor import Floor
+
+    floor = Floor()
+    try:
+        pop_retr(floor, ("p1",), 1)  # warm up
+        a, b, ratios = [], [], []
+        for _ in range(times):
+            a.append(pop_retr(dg, ("p1",), count))
+            b.append(pop_retr(floor, ("p1",), count))
+            ratios.append(a[-1] / b[-1])
+    finally:
+        floor.stop()
+    return (f"POP3 RETR 4 KB, 1 client, against the CPython asyncio floor (host_tools/asyncio_floor.py: asyncio's "
+            f"own readline, and a 4 KB message from memory, no file, no parsing): dialgate "
+            f"{statistics.median(a):,.0f} msg/s, the floor {statistics.median(b):,.0f} msg/s, "
+            f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}–{max(ratios):.2f}).")
 
 
 def fmt(v: float) -> str:
