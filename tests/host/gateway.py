@@ -58,11 +58,16 @@ class Gateway:
             "log": {"file": str(self.workdir / "log" / "dialgate.log")},
         }
         if runtime == "upy":
-            # A board's buffers and collection threshold (boards/pico_w.json), not
-            # the PC's 4096: the unix port at a board's heap stands in for the board.
+            # A board's buffers (boards/pico_w.json), not the PC's 4096: the unix port
+            # at a board's heap stands in for the board. Not its collection threshold:
+            # on the unix port a SIGINT (how stop() ends this process) that lands in a
+            # threshold-triggered collection can leave the heap locked for good
+            # ("MemoryError: ... heap is locked" at the shutdown's first allocation,
+            # once a segfault): 4 of 30 stops right after a POP3 QUIT with the
+            # threshold, 0 of 30 without (6 December). A board has no SIGINT.
             from host_tools.run_host import board_memory
 
-            cfg["board"] = board_memory()
+            cfg["board"] = {"buffer": board_memory()["buffer"]}
         for k, v in (overrides or {}).items():  # dotted keys
             d = cfg
             parts = k.split(".")
