@@ -233,16 +233,18 @@ micropython.qstr_info()
 """
 
 
-def import_cost(tree: Path, image: Path | None, mods: list[str]) -> tuple[int, int, int]:
-    """(heap, qstr octets, qstrs) that importing `mods` takes in a fresh interpreter.
+def import_cost(tree: Path, image: Path | None, mods: list[str], command=None) -> tuple[int, int, int]:
+    """(heap, qstr octets, qstrs) that importing `mods` takes in a fresh interpreter:
+    the unix port, or `command(script, args)`'s (upy32.command: the 32-bit port).
     The list goes in a file: the unix port aborts (uncaught NLR) on a long argv."""
     with tempfile.TemporaryDirectory(prefix="dg-bench-set-") as tmp:
         script = Path(tmp) / "set.py"
         script.write_text(_SET)
         (Path(tmp) / "mods").write_text(" ".join(mods))
-        r = subprocess.run([str(Path(sys.executable).parent / "micropython"), "-X", "heapsize=1024K", str(script),
-                            str(image) if image else "-", str(tree), str(Path(tmp) / "mods")],
-                           capture_output=True, text=True, timeout=60)
+        args = [str(image) if image else "-", str(tree), str(Path(tmp) / "mods")]
+        cmd = (command(script, args) if command else
+               [str(Path(sys.executable).parent / "micropython"), "-X", "heapsize=1024K", str(script), *args])
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     q = [(int(m.group(2)), int(m.group(1))) for m in re.finditer(r"n_qstr=(\d+).*n_total_bytes=(\d+)", r.stdout)]
     alloc = re.search(r"^alloc (\d+)", r.stdout, re.M)
     if alloc is None or len(q) != 2:
@@ -298,7 +300,7 @@ def consumers(peaks: dict[bool, tuple[str, int]]) -> None:
                  for romfs, (step, used) in peaks.items() if MODULES.get(used)}
         why32 = upy32.ensure() if False in split else "no .mpy peak"
         if not why32:
-            on32 = upy32.import_cost(tree, MODULES[split[False][1]])
+            on32 = import_cost(tree, None, MODULES[split[False][1]], upy32.command)
     print(f"heap each module adds on import (unix port, after its own imports; ROMFS image {size} octets):")
     print(f"  {'module':16s} {'.mpy':>7s} {'romfs':>7s}")
     for m in sorted(mpy, key=lambda k: -mpy[k])[:15]:

@@ -13,7 +13,6 @@ them from its filesystem. It has no sockets (no office day) and no
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
@@ -21,14 +20,15 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SRC = ROOT / "host_tools" / "wasm32"  # package.json, its lock, import_cost.mjs
+SRC = ROOT / "host_tools" / "wasm32"  # package.json, its lock, run.mjs
 BUILD = ROOT / "build" / "wasm32"  # where npm puts the port (not in git)
-FILES = ("package.json", "package-lock.json", "import_cost.mjs")
+FILES = ("package.json", "package-lock.json", "run.mjs")
 
 
 def ensure() -> str | None:
     """Install Node.js (Debian) and the port (npm ci, pinned by the lock) into
-    build/wasm32 if missing or out of date. None when ready, else why not."""
+    build/wasm32 if missing or out of date, and check that it is a 32-bit build
+    (or the figures mean nothing). None when ready, else why not."""
     from host_tools import pkgs
 
     pkgs.PROGRAMS.setdefault("nodejs", "node")
@@ -44,27 +44,23 @@ def ensure() -> str | None:
                            timeout=300, check=False)
         if r.returncode != 0:
             return f"npm ci in {BUILD} failed: {(r.stderr or r.stdout).strip()[-300:]}"
+    with tempfile.TemporaryDirectory(prefix="dg-upy32-") as tmp:
+        probe = Path(tmp) / "bits.py"
+        probe.write_text("import sys\nprint('maxsize', sys.maxsize)\n")
+        r = subprocess.run(command(probe, []), capture_output=True, text=True, timeout=60, check=False)
+    if f"maxsize {2**31 - 1}" not in r.stdout:
+        return f"the WebAssembly port is not a 32-bit MicroPython: {(r.stdout + r.stderr).strip()[-200:]}"
     return None
 
 
-def import_cost(tree: Path, mods: list[str]) -> tuple[int, int, int]:
-    """(heap, qstr octets, qstrs) that importing `mods` takes on the 32-bit port,
-    from the .mpy files in `tree` (upy_test.build_tree's output): the same three
-    figures as bench_heap.import_cost on the unix port. Call ensure() first."""
-    with tempfile.TemporaryDirectory(prefix="dg-upy32-") as tmp:
-        (Path(tmp) / "mods").write_text(" ".join(mods))
-        r = subprocess.run(["node", str(BUILD / "import_cost.mjs"), str(tree), str(Path(tmp) / "mods")],
-                           cwd=BUILD, capture_output=True, text=True, timeout=120, check=False)
-    q = [(int(m.group(2)), int(m.group(1))) for m in re.finditer(r"n_qstr=(\d+).*n_total_bytes=(\d+)", r.stdout)]
-    alloc = re.search(r"^alloc (\d+)", r.stdout, re.M)
-    if r.returncode != 0 or alloc is None or len(q) != 2:
-        raise RuntimeError(f"upy32 import_cost: {r.stdout[-500:]} {r.stderr[-500:]}")
-    if f"maxsize {2**31 - 1}" not in r.stdout:  # a 32-bit build, or the figures mean nothing
-        raise RuntimeError(f"upy32: not a 32-bit MicroPython: {r.stdout[-200:]}")
-    return int(alloc.group(1)), q[1][0] - q[0][0], q[1][1] - q[0][1]
+def command(script: Path, args: list[str]) -> list[str]:
+    """The command that runs MicroPython `script` with `args` on the 32-bit port
+    (files and folders named by absolute paths are copied in: run.mjs)."""
+    return ["node", str(BUILD / "run.mjs"), str(script), *args]
 
 
 def main(argv: list[str] | None = None) -> int:
+    from host_tools import bench_heap
     from host_tools.upy_test import build_tree
 
     mods = (argv if argv is not None else sys.argv[1:]) or ["app"]
@@ -75,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dg-upy32-tree-") as tmp:
         tree = Path(tmp) / "mpy"
         build_tree(tree, compiled=True)
-        heap, qbytes, qn = import_cost(tree, mods)
+        heap, qbytes, qn = bench_heap.import_cost(tree, None, mods, command)
     print(f"32-bit MicroPython (wasm32): importing {' '.join(mods)} takes {heap} B of heap, {qn} qstrs in {qbytes} B")
     return 0
 

@@ -24,7 +24,7 @@ def test_every_module_has_a_heap_cost_after_its_own_imports(tmp_path: Path) -> N
 
 def test_a_32_bit_micropython_imports_the_same_mpy_files(tmp_path: Path) -> None:
     """host_tools/upy32 (make bench's 32-bit figure): the WebAssembly port loads
-    the .mpy files the unix port does, is a 32-bit build (checked inside), and
+    the .mpy files the unix port does, is a 32-bit build (ensure() checks), and
     reports an import cost of the same order: code and names do not halve."""
     import os
 
@@ -40,7 +40,7 @@ def test_a_32_bit_micropython_imports_the_same_mpy_files(tmp_path: Path) -> None
     tree = tmp_path / "mpy"
     build_tree(tree, compiled=True)
     mods = ["limits", "proto", "smtp_addr"]
-    heap32, qbytes32, qn32 = upy32.import_cost(tree, mods)
+    heap32, qbytes32, qn32 = bench_heap.import_cost(tree, None, mods, upy32.command)
     heap64, _qbytes64, qn64 = bench_heap.import_cost(tree, None, mods)
     assert qn32 > 50 and qbytes32 > 0, (heap32, qbytes32, qn32)
     # the same names, give or take those each port has built in (the unix port more)
