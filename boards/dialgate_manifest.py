@@ -21,6 +21,7 @@ package(
         "console_base.py",
         "console_help.py",
         "console_login.py",
+        "console_stop.py",
         "costlog.py",
         "delivery.py",
         "dotstuff.py",

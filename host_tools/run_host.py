@@ -89,6 +89,29 @@ def romfs_heap(heap: str, image: Path) -> str:
     return f"{int(heap.rstrip('Kk')) + int(extra // 1024) + 1}K"
 
 
+def shutdown(p: subprocess.Popen, console: int = 2323) -> None:
+    """Stop the gateway the way an admin stops a board: the console's `shutdown`
+    (it hangs up and flushes on both runtimes; the unix port has no SIGTERM
+    handler, and a SIGINT inside a collection can lock its heap). Returns once it
+    has exited, or after 10 s; the caller signals what is still running."""
+    from host_tools.console_client import ConsoleClient, ConsoleError
+
+    if p.poll() is not None:
+        return
+    try:
+        c = ConsoleClient("127.0.0.1", console, timeout=5)
+        try:
+            ok = c.command("shutdown")[0]
+        finally:
+            c.close()
+    except (OSError, ConsoleError):  # Ctrl-C in the terminal: it is already stopping
+        ok = False
+    try:
+        p.wait(timeout=10 if ok else 2)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", type=Path, default=ROOT / "run", help="state: spool, log, ISP mail (default run/)")
@@ -197,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.2)
     finally:
         # the gateway first, so it hangs up while the modem is still there
-        for _name, p in reversed(procs):
+        for name, p in reversed(procs):
+            if name == "gateway":
+                shutdown(p)
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
             try:

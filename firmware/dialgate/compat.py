@@ -570,5 +570,21 @@ def install_stop(callback):
     return True
 
 
+def restart():
+    """Start the process afresh where the runtime can: a board resets (machine.reset),
+    CPython executes itself again with its original command line (same pid: a
+    service manager sees no exit). Returns where neither can (the unix port):
+    the caller starts again in this process."""
+    if _BOARD_CLOCK:  # a board (machine.RTC): the unix port's machine has none
+        _machine.reset()
+    if not MICROPYTHON:
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        exe = getattr(sys, "executable")  # CPython only (the board stubs have none)
+        os.execv(exe, getattr(sys, "orig_argv", None) or [exe] + sys.argv)  # orig_argv: 3.10+
+
+
 def exit(code):
     sys.exit(code)

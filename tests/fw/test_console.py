@@ -154,3 +154,66 @@ def test_passwords_are_never_shown():
         assert "n3w-s3cret" not in out[0] and out[-1] == "OK", out
     finally:
         fwtest.rmtree(d)
+
+
+def _stops(gw, line):
+    """Run `line` as the console would, inside a loop -> (reply, stopping set at
+    once, stopping set 0.5 s later)."""
+    import asyncio
+
+    async def go():
+        gw.stopping = asyncio.Event()
+        out = gw.commands.run(gw, line)
+        at_once = gw.stopping.is_set()
+        await asyncio.sleep(0.5)
+        for t in gw.tasks:
+            t.cancel()
+        return out, at_once, gw.stopping.is_set()
+
+    return asyncio.run(go())
+
+
+def test_shutdown_stops_the_gateway_once_its_reply_is_out():
+    gw = _gw()
+    out, at_once, later = _stops(gw, "shutdown")
+    assert out[-1] == "OK" and out[0].startswith("stopping: "), out
+    assert not at_once and later  # the reply leaves before net closes the connections
+    assert gw.restart is False
+
+
+def test_shutdown_is_refused_while_a_watchdog_runs():
+    gw = _gw()
+    gw.wdt = object()  # a started machine.WDT: stopping would only reset the board
+    out, at_once, later = _stops(gw, "shutdown")
+    assert out[-1].startswith("ERR the watchdog (board.watchdog_ms) would reset the board"), out
+    assert not later
+
+
+def test_restart_checks_the_saved_config_first():
+    import json
+
+    d = fwtest.tempdir("rst")
+    try:
+        user = {"profile": "host", "spool": {"path": d + "/spool"}}
+        gw, p = _gw_from_file(d, user)
+        with open(p, "w") as f:  # edited by hand after the start: a key misspelt
+            f.write(json.dumps({"profile": "host", "spool": {"path": d + "/spool"}, "smpt": {"listen": []}}))
+        out, at_once, later = _stops(gw, "restart")
+        assert len(out) == 1 and out[0].startswith("ERR config: ") and out[0].endswith("(not restarted)"), out
+        assert "smpt" in out[0], out
+        assert not later and gw.restart is False  # still serving
+        assert "dialgate.config_load" not in sys.modules  # the check gave its code back
+        with open(p, "w") as f:
+            f.write(json.dumps(user))
+        out, at_once, later = _stops(gw, "restart")
+        assert out == ["restarting with %s: a call in progress hangs up first" % p, "OK"], out
+        assert not at_once and later and gw.restart is True  # main() starts it again
+    finally:
+        fwtest.rmtree(d)
+
+
+def test_restart_needs_a_config_file():
+    gw = _gw()
+    out, at_once, later = _stops(gw, "restart")
+    assert out == ["ERR this gateway was not started from a config file: nothing to restart from"], out
+    assert not later

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from host_tools.console_client import ConsoleClient
+from host_tools.console_client import ConsoleClient, ConsoleError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 UPY = str(Path(sys.executable).parent / "micropython")
@@ -58,16 +58,12 @@ class Gateway:
             "log": {"file": str(self.workdir / "log" / "dialgate.log")},
         }
         if runtime == "upy":
-            # A board's buffers (boards/pico_w.json), not the PC's 4096: the unix port
-            # at a board's heap stands in for the board. Not its collection threshold:
-            # on the unix port a SIGINT (how stop() ends this process) that lands in a
-            # threshold-triggered collection can leave the heap locked for good
-            # ("MemoryError: ... heap is locked" at the shutdown's first allocation,
-            # once a segfault): 4 of 30 stops right after a POP3 QUIT with the
-            # threshold, 0 of 30 without (6 December). A board has no SIGINT.
+            # A board's memory settings (boards/pico_w.json: its buffers, not the PC's
+            # 4096, and its collection threshold): the unix port at a board's heap
+            # stands in for the board.
             from host_tools.run_host import board_memory
 
-            cfg["board"] = {"buffer": board_memory()["buffer"]}
+            cfg["board"] = board_memory()
         for k, v in (overrides or {}).items():  # dotted keys
             d = cfg
             parts = k.split(".")
@@ -77,6 +73,7 @@ class Gateway:
         self.config_path = self.workdir / "config.json"
         self.config_path.write_text(json.dumps(cfg))
         self.runtime = runtime
+        self.console_password = ""  # set by a test that sets one: stop() logs in with it
         if runtime == "cpython":
             cmd = [sys.executable, "-m", "dialgate", "--config", str(self.config_path)]
             env = dict(os.environ, PYTHONPATH=str(ROOT / "firmware"))
@@ -149,7 +146,31 @@ class Gateway:
             c.close()
 
     def stop(self) -> int:
+        """Stop the gateway: the console's `shutdown` (how an admin stops a board),
+        a signal if the console does not take it (a password set, a gateway that
+        no longer answers). Returns the exit code."""
         if self.proc.poll() is None:
+            try:
+                c = ConsoleClient("127.0.0.1", self.console_port, timeout=5)
+                try:
+                    if self.console_password:  # a test that set one says which
+                        c.login(self.console_password)
+                    ok = c.command("shutdown")[0]
+                finally:
+                    c.close()
+            except (OSError, ConsoleError):
+                ok = False
+            if ok:
+                try:
+                    self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+        if self.proc.poll() is None:
+            # SIGINT on the unix port (it has no SIGTERM handler). A SIGINT that lands
+            # in a threshold-triggered collection can leave the unix port's heap locked
+            # for good ("MemoryError: ... heap is locked" at the shutdown's first
+            # allocation: 4 of 30 stops after a POP3 QUIT, 6 December), which is why
+            # the console comes first.
             self.proc.send_signal(signal.SIGTERM if self.runtime == "cpython" else signal.SIGINT)
             try:
                 self.proc.wait(timeout=10)

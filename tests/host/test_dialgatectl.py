@@ -99,7 +99,8 @@ def test_every_command_one_shot(office, capsys, monkeypatch):
         ("help", ["queue", "show"], 0, "queue show ID"),
         ("quit", [], 0, "bye"),
     ]
-    assert names == {r[0] for r in runs}, names ^ {r[0] for r in runs}
+    last = {"restart", "shutdown"}  # they stop the gateway: test_restart_then_shutdown_one_shot
+    assert names == {r[0] for r in runs} | last, names ^ ({r[0] for r in runs} | last)
     for name, args, want_rc, text in runs:
         if name == "console nopasswd":
             monkeypatch.setenv("DIALGATE_PASSWORD", "adm1n-pw")  # the console now asks for it
@@ -108,6 +109,36 @@ def test_every_command_one_shot(office, capsys, monkeypatch):
         assert text in (out if rc == 0 else err), (name, text, out, err)
     cfg = json.loads(office.config_path.read_text())
     assert cfg["queue"]["warn_after"] == 7200 and cfg["console"]["password"] == ""
+
+
+def test_restart_then_shutdown_one_shot(tmp_path, capsys):
+    """`config set`, `restart`: the saved value is in force afterwards, in the same
+    process, with the spool as it was; `shutdown` ends the process with 0."""
+    gw = Gateway(tmp_path)
+    try:
+        with smtplib.SMTP("127.0.0.1", gw.smtp_port, local_hostname="pc.office.test") as s:
+            s.sendmail("alice@office.test", ["eve@example.com"], b"Subject: kept\r\n\r\nover a restart\r\n")
+        rc, out, err = ctl(gw, capsys, "config", "set", "queue.warn_after", "7200")
+        assert rc == 0 and "restart to apply" in out, (out, err)
+        pid = gw.proc.pid
+        rc, out, err = ctl(gw, capsys, "restart")
+        assert rc == 0 and out.startswith("restarting with "), (out, err)
+        deadline = time.monotonic() + 20
+        while True:  # the old gateway answers until it stops, then the port is closed a moment
+            rc, out, err = ctl(gw, capsys, "config", "get", "queue.warn_after")
+            if out.strip() == "queue.warn_after = 7200":
+                break
+            assert time.monotonic() < deadline and gw.proc.poll() is None, (rc, out, err)
+            time.sleep(0.1)
+        assert gw.proc.pid == pid
+        rc, out, err = ctl(gw, capsys, "queue", "list")
+        assert rc == 0 and "1 message(s) queued" in out and "eve@example.com" in out, out
+        rc, out, err = ctl(gw, capsys, "shutdown")
+        assert rc == 0 and out.startswith("stopping: "), (out, err)
+        assert gw.proc.wait(timeout=15) == 0
+        assert gw.output().count(" up as ") == 2
+    finally:
+        gw.stop()
 
 
 def test_exit_statuses_of_the_command(office):

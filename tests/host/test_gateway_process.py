@@ -11,6 +11,7 @@ import time
 import pytest
 
 from gateway import ROOT, UPY, Gateway
+from host_tools.console_client import ConsoleError
 
 RUNTIMES = ["cpython", "upy"]
 # A whole gateway process under the unix port, from .mpy: 160K, issue #15's
@@ -100,10 +101,60 @@ def test_romfs_boots_serves_and_costs_less_than_mpy(tmp_path):
 
 
 def test_sigterm_stops_cleanly(tmp_path):
+    import signal
+
     gw = Gateway(tmp_path)
-    assert gw.stop() == 0
+    gw.proc.send_signal(signal.SIGTERM)  # what systemd sends (gw.stop() uses the console)
+    assert gw.proc.wait(timeout=10) == 0
     out = gw.output()
     assert "stopping" in out and "Traceback" not in out, out
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_console_restart_applies_config_set_and_shutdown_exits_0(tmp_path, runtime):
+    """`config set` then `restart`: the new value is in force, on the same ports,
+    in the same process (CPython executes itself again: same pid; the unix port
+    runs again in-process); mail accepted before is still there; `shutdown` exits 0."""
+    import smtplib
+
+    gw = Gateway(tmp_path, runtime=runtime, mpy=True, heap="256K")  # SMTP, POP3, config_edit: see bench_heap
+    try:
+        pid = gw.proc.pid
+        assert gw.command("user add bob pw-bob-1")[0]
+        with smtplib.SMTP("127.0.0.1", gw.smtp_port, timeout=10) as c:
+            c.sendmail("alice@office.test", ["bob@office.test"], b"Subject: before\r\n\r\nkept\r\n")
+        ok, lines, last = gw.command("config set smtp.max_size 200000")
+        assert ok, (lines, last)
+        assert gw.command("config get smtp.max_size")[1] == ["smtp.max_size = 10485760"]  # not yet
+        ok, lines, _ = gw.command("restart")
+        assert ok and lines[0].startswith("restarting with "), lines
+        deadline = time.monotonic() + 15
+        lines = []
+        while lines != ["smtp.max_size = 200000"]:  # the old gateway answers until it stops (0.2 s)
+            assert time.monotonic() < deadline and gw.proc.poll() is None, (lines, gw.output())
+            time.sleep(0.1)
+            try:
+                lines = gw.command("config get smtp.max_size")[1]
+            except (OSError, ConsoleError):  # between the old listeners closing and the new opening
+                lines = []
+        assert gw.proc.pid == pid and gw.proc.poll() is None
+        with smtplib.SMTP("127.0.0.1", gw.smtp_port, timeout=10) as c:
+            assert "size" in c.ehlo()[1].decode().lower() and c.esmtp_features["size"] == "200000"
+        import poplib
+
+        p = poplib.POP3("127.0.0.1", gw.pop3_port, timeout=10)
+        p.user("bob")
+        p.pass_("pw-bob-1")
+        assert p.stat()[0] == 1 and b"kept" in b"\n".join(p.retr(1)[1])
+        p.quit()
+        ok, lines, _ = gw.command("shutdown")
+        assert ok and lines[0].startswith("stopping: "), lines
+        assert gw.proc.wait(timeout=15) == 0
+        out = gw.output()
+        assert out.count(" up as ") == 2 and "restarting" in out and "Traceback" not in out, out
+        assert "Error" not in out, out
+    finally:
+        gw.stop()
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

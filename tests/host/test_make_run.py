@@ -46,6 +46,8 @@ def system(tmp_path):
         out, _ = p.communicate(timeout=30)
         assert p.returncode == 0, out
         assert "dialgate stopped" in out, out
+        # run_host stopped the gateway through its console, which hung up and flushed
+        assert "console: shutdown" in out and "INFO stopping" in out, out
 
 
 def _wait(cond, seconds=30):

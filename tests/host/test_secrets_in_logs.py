@@ -93,6 +93,7 @@ def test_no_secret_of_any_login_path_in_the_logs(tmp_path, runtime):
         assert gw.command(f"user passwd alice {NEW_PW}")[0]
         assert gw.command(f"config set relay.password {ISP_PW}")[0]
         assert gw.command(f"console passwd {CONSOLE_PW}")[0]
+        gw.console_password = CONSOLE_PW  # stop() logs in to say shutdown
         seen = _console(gw.console_port, f"login {WRONG_PW}\r\nlogin {CONSOLE_PW}\r\nstatus\r\nquit\r\n")
         assert b"ERR" in seen and b"version:" in seen, seen[-300:]
         ring = _console(gw.console_port, f"login {CONSOLE_PW}\r\nlog 400\r\nquit\r\n")
