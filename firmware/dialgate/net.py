@@ -23,6 +23,7 @@ from .compat import const
 from .proto import Framer
 
 _WATCHDOG_MS = const(1000)
+_CLOSE_COMMITS_MS = const(5000)  # at a stop: the longest it waits for commits in flight to answer
 # Octets of closed sessions' buffers kept for reuse. A board (1 KB buffers, a few
 # slots) keeps all 2 x max_connections of them; CPython's 64 KiB ones would hold
 # 8 MiB after a burst of 64 connections, for nothing: its allocator does not fragment.
@@ -101,6 +102,13 @@ class Net:
             except (OSError, asyncio.CancelledError):
                 pass
         self.servers = []
+        # A commit in flight (CPython's group committer: s.job) finishes and its
+        # reply goes out first: cut, its message would be on flash but not
+        # acknowledged, and the client would send it again (a duplicate).
+        t = compat.ticks_ms()
+        while [c for c in self.conns if c.session.job is not None] and compat.ticks_diff(
+                compat.ticks_ms(), t) < _CLOSE_COMMITS_MS:
+            await asyncio.sleep(0.01)
         for c in list(self.conns):
             if c.task is not None:
                 c.task.cancel()

@@ -195,3 +195,50 @@ def test_every_commit_shape_through_the_group_committer():
             assert sp.recover() == {"tmp": 0, "fanout": 0, "orphans": 0, "queue": 4}
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_stop_during_a_commit_sends_its_250_first():
+    """The gateway stopping (SIGTERM, the console's shutdown: net.close) while a
+    message's fsync is in flight: the commit finishes and its 250 goes out before
+    the connection closes. Cut instead, the message would be on flash unacknowledged
+    and its client would send it again (a duplicate)."""
+    root = fwtest.tempdir("gcstop")
+    held = Held(None)
+    try:
+        sp = Spool(root, 0)
+        sp.recover()
+        os.mkdir(sp.mail_dir("alice"))
+        held.path = sp.mail_dir("alice")
+        svc = smtpfakes.service(spool=sp)
+        n = net.Net(1024, 16, 16)
+        saved = compat.sync_dir
+        compat.sync_dir = held
+
+        async def main():
+            srv = await n.listen("smtp", "127.0.0.1", 0, svc.session)
+            r, w = await _client(srv.sockets[0].getsockname()[1], 0)
+            await _until(held.entered.is_set, "the maildrop fsync")
+            closing = asyncio.create_task(n.close())
+            await asyncio.sleep(0.3)
+            assert not closing.done()  # close waits for the commit in flight
+            held.release()
+            reply = await asyncio.wait_for(r.readline(), 20)
+            await asyncio.wait_for(closing, 20)
+            rest = await asyncio.wait_for(r.read(), 20)  # then the connection is closed
+            w.close()
+            return reply, rest
+
+        try:
+            reply, rest = asyncio.run(main())
+        finally:
+            compat.sync_dir = saved
+            held.release()
+        assert reply.startswith(b"250 2.0.0 Ok: queued as "), reply
+        assert rest == b"", rest
+        md = sp.maildrops.open("alice")
+        try:
+            assert len(md.messages()) == 1
+        finally:
+            md.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
