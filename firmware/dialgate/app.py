@@ -41,9 +41,8 @@ class Gateway:
     Test whether one is loaded with `"relay" in gw.__dict__`, never hasattr().
     """
 
-    def __init__(self, cfg, board_arg=None):
+    def __init__(self, cfg):
         self.cfg = cfg
-        self.board_arg = board_arg  # --board, for a restart's check of the config file
         self.restart = False  # the console's `restart`: main() starts the gateway again
         self.net = Net(compat.io_buffer(cfg["board.buffer"]), cfg["net.max_connections"], cfg["net.backlog"])
         self.commands = Commands()
@@ -324,7 +323,7 @@ def _run(opts):
         n = compat.intern_module_names(compat.__file__.rpartition("/")[0])
         log.info("memory: the names of %d firmware modules interned at start (board.unload_after)", n)
     compat.gc_threshold(cfg["board.gc_threshold"])
-    gw = Gateway(cfg, opts["board"])
+    gw = Gateway(cfg)
     try:
         asyncio.run(gw.run())
     except StartError as e:

@@ -7,16 +7,15 @@ import json
 
 from . import compat, log
 from .config import ConfigError
-from .config_load import _check, _check_domains, _profile_path, _read_json, check_console_password
+from .config_load import _check, _check_domains, _profile_path, _read_json, check_console_password, schema_path
 from .console import CommandError, need
 
 
 def schema_row(key):
     """One key's schema row, read line by line (schema.json holds one key a
     line), so checking a single value never parses the whole schema."""
-    here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
     want = json.dumps(key) + ":"
-    with open(here + "/schema.json") as f:
+    with open(schema_path()) as f:  # frozen firmware: not beside this module
         for line in f:
             line = line.strip()
             if line.startswith(want):

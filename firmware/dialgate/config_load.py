@@ -16,14 +16,18 @@ from .config import Config, ConfigError, parse_addr, parse_cidr
 # is checked and then dropped, so it costs a board no heap while running.
 
 
-def schema():
-    """The schema as a dict: key -> [type, default?, minimum?]. Beside this module,
-    or, with the code frozen into the firmware (`.frozen/dialgate`), where make
-    flash puts it: /lib/dialgate."""
+def schema_path():
+    """schema.json: beside this module or, with the code frozen into the firmware
+    (`.frozen/dialgate`), where make flash puts it: /lib/dialgate."""
     here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
     if here.startswith(".frozen"):
         here = "/lib/dialgate"
-    with open(here + "/schema.json") as f:
+    return here + "/schema.json"
+
+
+def schema():
+    """The schema as a dict: key -> [type, default?, minimum?]."""
+    with open(schema_path()) as f:
         return json.load(f)
 
 

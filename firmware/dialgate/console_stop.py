@@ -25,7 +25,7 @@ def cmd_restart(gw, args):
         raise CommandError("this gateway was not started from a config file: nothing to restart from")
     note = ""
     try:
-        config.load(path, gw.board_arg)
+        config.load(path, gw.cfg.profile_arg)  # the same --board as at start
     except config.ConfigError as e:
         raise CommandError("config: %s (not restarted)" % e)
     except MemoryError:  # a tight board with features loaded: the start checks it instead

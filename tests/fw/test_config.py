@@ -158,3 +158,27 @@ def test_schema_file_holds_one_key_a_line():
         assert str(e) == "no.such.key: unknown key"
     else:
         raise AssertionError("unknown key accepted")
+
+
+def test_config_set_reads_the_schema_where_frozen_firmware_keeps_it():
+    """With the code frozen in (.frozen/dialgate) schema.json is in /lib/dialgate
+    (make flash puts it there): `config set` looks where the start-up does."""
+    from dialgate import compat
+
+    for m in ("dialgate.config_edit", "dialgate.config_load"):  # (another test may have unloaded one)
+        compat.unload(m)
+    from dialgate import config_edit, config_load
+
+    real = config_load.__file__
+    try:
+        config_load.__file__ = ".frozen/dialgate/config_load.py"
+        assert config_load.schema_path() == "/lib/dialgate/schema.json"
+        try:
+            config_edit.schema_row("hostname")
+        except OSError:
+            pass  # no /lib/dialgate here: it looked there, not beside config_edit
+        else:
+            raise AssertionError("schema_row did not read /lib/dialgate/schema.json")
+    finally:
+        config_load.__file__ = real
+    assert config_edit.schema_row("hostname")[0] == "str"
