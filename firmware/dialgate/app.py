@@ -44,6 +44,7 @@ class Gateway:
     def __init__(self, cfg):
         self.cfg = cfg
         self.restart = False  # the console's `restart`: main() starts the gateway again
+        self.unapplied = []  # keys `config set` saved since the start (in force after a restart)
         self.net = Net(compat.io_buffer(cfg["board.buffer"]), cfg["net.max_connections"], cfg["net.backlog"])
         self.commands = Commands()
         add_base_commands(self.commands)

@@ -72,4 +72,6 @@ def config_set(gw, args):
         raise CommandError("cannot write %s: %s" % (gw.cfg.path, e))
     shown = '"********"' if key.endswith("password") else json.dumps(value)
     log.info("console: config set %s = %s", key, shown)
+    if key not in gw.unapplied:
+        gw.unapplied.append(key)  # `status` lists it until a restart
     return ["%s = %s saved in %s; restart to apply" % (key, shown, gw.cfg.path)]

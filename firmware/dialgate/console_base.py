@@ -111,7 +111,7 @@ def cmd_status(gw, args):
     ] + _calls(gw) + [
         "spool: %s free %d%s" % (gw.cfg["spool.path"], free, _corrupt(gw)),
         "listening: %s" % ", ".join(n.listening),
-    ]
+    ] + (["config: saved, in force after restart: %s" % " ".join(gw.unapplied)] if gw.unapplied else [])
 
 
 def cmd_memory(gw, args):

@@ -32,7 +32,7 @@ def test_greeting_and_every_reply_ends_ok_or_err():
 def test_status_names_its_fields():
     gw = _gw()
     lines = gw.commands.run(gw, "status")
-    assert lines[-1] == "OK"
+    assert lines[-1] == "OK" and not [x for x in lines if x.startswith("config:")]  # nothing saved yet
     keys = [x.split(":")[0] for x in lines[:-1]]
     for k in ("uptime", "heap", "loaded", "connections", "link", "spool"):
         assert k in keys, keys
@@ -121,6 +121,9 @@ def test_config_set_checks_then_saves_for_next_start():
         out = run(gw, "config set relay.smarthost smtp.isp.test:587")
         assert out[-1] == "OK", out
         assert run(gw, "config set smtp.listen [\"127.0.0.1:2600\", \"127.0.0.1:2601\"]")[-1] == "OK"
+        assert run(gw, "config set net.max_connections 4")[-1] == "OK"  # listed once
+        st = run(gw, "status")
+        assert st[-2] == "config: saved, in force after restart: net.max_connections relay.smarthost smtp.listen", st
         with open(p) as f:
             before = f.read()
         assert run(gw, "config set net.max_connections many") == [
