@@ -571,19 +571,15 @@ def install_stop(callback):
 
 
 def restart():
-    """Start the process afresh where the runtime can: a board resets (machine.reset),
-    CPython executes itself again with its original command line (same pid: a
-    service manager sees no exit). Returns where neither can (the unix port):
-    the caller starts again in this process."""
+    """Start the process afresh where the runtime can: a board resets, CPython
+    executes itself again (compat_cpython.reexec). Returns where neither can
+    (the unix port): the caller starts again in this process."""
     if _BOARD_CLOCK:  # a board (machine.RTC): the unix port's machine has none
         _machine.reset()
     if not MICROPYTHON:
-        import os
+        from .compat_cpython import reexec
 
-        sys.stdout.flush()
-        sys.stderr.flush()
-        exe = getattr(sys, "executable")  # CPython only (the board stubs have none)
-        os.execv(exe, getattr(sys, "orig_argv", None) or [exe] + sys.argv)  # orig_argv: 3.10+
+        reexec()
 
 
 def exit(code):

@@ -7,6 +7,7 @@ gives the pair the MicroPython subset the firmware uses.
 
 import asyncio
 import os
+import sys
 
 from . import compat
 
@@ -230,3 +231,12 @@ async def _sync(live, files):
                 e[3] = r
             touched[id(e)] = e
     return [e for e in touched.values() if not e[2]]
+
+
+def reexec():
+    """compat.restart on CPython: the same command line again in this process
+    (same pid: a service manager sees no exit; new code and config)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    exe = getattr(sys, "executable")  # (the board stubs, which this file is checked against too, have none)
+    os.execv(exe, getattr(sys, "orig_argv", None) or [exe] + sys.argv)  # orig_argv: 3.10+

@@ -49,12 +49,13 @@ class Trickle:
 def _run(streams, timeout_ms, wait_ms):
     """Drive a session per stream over one Net; the watchdog sweeps every 20 ms."""
     n = net.Net(1024, 4, 5)
+    svc = smtpfakes.service(spool=smtpfakes.FakeSpool(keep=False))  # one gateway's SMTP service, a session each
     sessions = []
 
     async def main():
         tasks = []
         for st in streams:
-            s = smtpfakes.service(spool=smtpfakes.FakeSpool(keep=False)).session(LAN)
+            s = svc.session(LAN)
             s.timeout_ms = timeout_ms
             sessions.append(s)
             tasks.append(asyncio.create_task(n.drive(st, s, "smtp", None, False)))
