@@ -15,7 +15,6 @@ from .net import Net
 VERSION = "0.1.0"
 _ADMIT_POLL_MS = const(100)
 _ADMIT_POLLS = const(50)  # 5 s: the longest an SMTP greeting waits for a queue run's code to go
-_STOP_AFTER_S = 0.2  # console shutdown/restart: time for its reply to leave before the sockets close
 
 # Console commands whose module is imported on first use: first word -> module.
 LAZY_COMMANDS = {
@@ -234,16 +233,6 @@ class Gateway:
             await self.net.close()
             log.LOG.flush()
 
-    def stop(self, restart=False):
-        """The console's `shutdown` / `restart`: stop as SIGTERM does, once the
-        command's reply has been written (net cancels every connection)."""
-        self.restart = restart
-        self.tasks.append(asyncio.create_task(self._stop_soon()))
-
-    async def _stop_soon(self):
-        await asyncio.sleep(_STOP_AFTER_S)
-        self.stopping.set()
-
     def request_session(self, why="operator"):
         """The console's `dial`: the session owner makes the call (scheduler limits aside)."""
         self.sessions.request(why)
@@ -304,42 +293,36 @@ def main(argv):
     # `del`, not a helper function: a returned helper's frame can leave a stale
     # pointer the collector scans conservatively, pinning config_load (5 KB, measured)
     del parse_args
-    while _run(opts):  # the console's `restart`, where the runtime cannot start afresh
-        pass
-
-
-def _run(opts):
-    """Load the config and run the gateway until it stops -> True to run again."""
-    try:
-        cfg = config.load(opts["config"], opts["board"])
-    except config.ConfigError as e:
-        _die("config: %s" % e)
-        return False
-    if opts["check"]:
-        print("config ok")
-        return False
-    compat.unload("dialgate.config_load")  # checking is done: give its code back
-    log.LOG.configure(cfg["log.level"], cfg["log.file"], cfg["log.max_bytes"], cfg["log.console"])
-    if cfg["board.unload_after"] > 0 and compat.MICROPYTHON:  # a board that unloads: its heap is tight
-        n = compat.intern_module_names(compat.__file__.rpartition("/")[0])
-        log.info("memory: the names of %d firmware modules interned at start (board.unload_after)", n)
-    compat.gc_threshold(cfg["board.gc_threshold"])
-    gw = Gateway(cfg)
-    try:
-        asyncio.run(gw.run())
-    except StartError as e:
-        _die(str(e))
-    except KeyboardInterrupt:
-        log.info("interrupted")
-    finally:
-        if gw.restart:
-            log.info("restarting")
-        log.LOG.close()
-    if not gw.restart:
-        return False
-    del gw, cfg
-    # a board resets (a fresh heap; a started machine.WDT cannot be stopped),
-    # CPython executes itself again (the same pid, new code and config); the
-    # unix port can do neither and runs again in this process
-    compat.restart()
-    return True
+    while True:  # again after the console's `restart` where the runtime cannot start afresh
+        try:
+            cfg = config.load(opts["config"], opts["board"])
+        except config.ConfigError as e:
+            _die("config: %s" % e)
+            return
+        if opts["check"]:
+            print("config ok")
+            return
+        compat.unload("dialgate.config_load")  # checking is done: give its code back
+        log.LOG.configure(cfg["log.level"], cfg["log.file"], cfg["log.max_bytes"], cfg["log.console"])
+        if cfg["board.unload_after"] > 0 and compat.MICROPYTHON:  # a board that unloads: its heap is tight
+            n = compat.intern_module_names(compat.__file__.rpartition("/")[0])
+            log.info("memory: the names of %d firmware modules interned at start (board.unload_after)", n)
+        compat.gc_threshold(cfg["board.gc_threshold"])
+        gw = Gateway(cfg)
+        try:
+            asyncio.run(gw.run())
+        except StartError as e:
+            _die(str(e))
+        except KeyboardInterrupt:
+            log.info("interrupted")
+        finally:
+            if gw.restart:
+                log.info("restarting")
+            log.LOG.close()
+        if not gw.restart:
+            return
+        gw = cfg = None
+        # a board resets (a fresh heap; a started machine.WDT cannot be stopped),
+        # CPython executes itself again (the same pid, new code and config); the
+        # unix port can do neither and starts again here
+        compat.restart()

@@ -5,15 +5,31 @@ An office admin on a board has no service manager and no signals: after
 it is the reset button. Imported on first use of either word.
 """
 
+import asyncio
+
 from . import compat, config
 from .console import CommandError
+
+_AFTER_S = 0.2  # time for the command's reply to leave before net closes the connections
+
+
+def _stop(gw, restart):
+    """Stop as SIGTERM does (app.Gateway.run's end), once the reply has been written;
+    with `restart`, app.main starts the gateway again."""
+    gw.restart = restart
+    gw.tasks.append(asyncio.create_task(_later(gw)))
+
+
+async def _later(gw):
+    await asyncio.sleep(_AFTER_S)
+    gw.stopping.set()
 
 
 def cmd_shutdown(gw, args):
     if gw.wdt is not None:  # machine.WDT cannot be stopped: the board would reset and start again
         raise CommandError("the watchdog (board.watchdog_ms) would reset the board and start it again: "
                            "use restart, or set board.watchdog_ms 0 and restart first")
-    gw.stop()
+    _stop(gw, False)
     return ["stopping: a call in progress hangs up, the listeners close, then the process ends (a board: at its REPL)"]
 
 
@@ -32,7 +48,7 @@ def cmd_restart(gw, args):
         note = " (too little heap free to check it first)"
     finally:
         compat.unload("dialgate.config_load")  # only the start-up needs it again
-    gw.stop(restart=True)
+    _stop(gw, True)
     return ["restarting with %s%s: a call in progress hangs up first" % (path, note)]
 
 
