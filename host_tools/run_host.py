@@ -89,11 +89,12 @@ def romfs_heap(heap: str, image: Path) -> str:
     return f"{int(heap.rstrip('Kk')) + int(extra // 1024) + 1}K"
 
 
-def shutdown(p: subprocess.Popen, console: int = 2323) -> None:
+def shutdown(p: subprocess.Popen, console: int = 2323, password: str = "") -> None:
     """Stop the gateway the way an admin stops a board: the console's `shutdown`
     (it hangs up and flushes on both runtimes; the unix port has no SIGTERM
-    handler, and a SIGINT inside a collection can lock its heap). Returns once it
-    has exited, or after 10 s; the caller signals what is still running."""
+    handler, and a SIGINT inside a collection can lock its heap), after a
+    `login` with `password` if one is set. Returns once it has exited, or after
+    10 s; the caller signals what is still running."""
     from host_tools.console_client import ConsoleClient, ConsoleError
 
     if p.poll() is not None:
@@ -101,6 +102,8 @@ def shutdown(p: subprocess.Popen, console: int = 2323) -> None:
     try:
         c = ConsoleClient("127.0.0.1", console, timeout=5)
         try:
+            if password:
+                c.login(password)
             ok = c.command("shutdown")[0]
         finally:
             c.close()

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from host_tools.console_client import ConsoleClient, ConsoleError
+from host_tools.console_client import ConsoleClient
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 UPY = str(Path(sys.executable).parent / "micropython")
@@ -149,22 +149,9 @@ class Gateway:
         """Stop the gateway: the console's `shutdown` (how an admin stops a board),
         a signal if the console does not take it (a password set, a gateway that
         no longer answers). Returns the exit code."""
-        if self.proc.poll() is None:
-            try:
-                c = ConsoleClient("127.0.0.1", self.console_port, timeout=5)
-                try:
-                    if self.console_password:  # a test that set one says which
-                        c.login(self.console_password)
-                    ok = c.command("shutdown")[0]
-                finally:
-                    c.close()
-            except (OSError, ConsoleError):
-                ok = False
-            if ok:
-                try:
-                    self.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    pass
+        from host_tools.run_host import shutdown
+
+        shutdown(self.proc, self.console_port, self.console_password)
         if self.proc.poll() is None:
             # SIGINT on the unix port (it has no SIGTERM handler). A SIGINT that lands
             # in a threshold-triggered collection can leave the unix port's heap locked

@@ -65,40 +65,49 @@ async def _client(port, i):
     return r, w
 
 
+def _serve(root, held, client_side):
+    """A spool in `root` whose maildrop fsyncs go through `held`, an SMTP service
+    over one Net on a loopback port: asyncio.run(client_side(net, port, spool)) -> its result, the spool."""
+    sp = Spool(root, 0)
+    sp.recover()
+    os.mkdir(sp.mail_dir("alice"))
+    held.path = sp.mail_dir("alice")
+    svc = smtpfakes.service(spool=sp)
+    n = net.Net(1024, 16, 16)
+    saved = compat.sync_dir
+    compat.sync_dir = held
+
+    async def main():
+        srv = await n.listen("smtp", "127.0.0.1", 0, svc.session)
+        return await client_side(n, srv.sockets[0].getsockname()[1], sp)
+
+    try:
+        return asyncio.run(main()), sp
+    finally:
+        compat.sync_dir = saved
+        held.release()
+
+
 def _run(held, check_while_held):
+    async def clients(n, port, sp):
+        first = await _client(port, 0)
+        await _until(held.entered.is_set, "the first maildrop fsync")
+        # the loop is not blocked by it: the others get their 354 and commit
+        others = [await _client(port, i) for i in range(1, N)]
+        await _until(lambda: len(n._commits._new) == N - 1, "the other commits to queue")
+        await check_while_held(sp, first[0])
+        held.release()
+        replies = []
+        for r, w in [first, *others]:
+            replies.append(await asyncio.wait_for(r.readline(), 20))
+            w.close()
+        await n.close()
+        return replies
+
     root = fwtest.tempdir("gc")
     try:
-        sp = Spool(root, 0)
-        sp.recover()
-        os.mkdir(sp.mail_dir("alice"))
-        held.path = sp.mail_dir("alice")
-        svc = smtpfakes.service(spool=sp)
-        n = net.Net(1024, 16, 16)
-        saved = compat.sync_dir
-        compat.sync_dir = held
-
-        async def main():
-            srv = await n.listen("smtp", "127.0.0.1", 0, svc.session)
-            port = srv.sockets[0].getsockname()[1]
-            first = await _client(port, 0)
-            await _until(held.entered.is_set, "the first maildrop fsync")
-            # the loop is not blocked by it: the others get their 354 and commit
-            others = [await _client(port, i) for i in range(1, N)]
-            await _until(lambda: len(n._commits._new) == N - 1, "the other commits to queue")
-            await check_while_held(sp, first[0])
-            held.release()
-            replies = []
-            for r, w in [first, *others]:
-                replies.append(await asyncio.wait_for(r.readline(), 20))
-                w.close()
-            await n.close()
-            return replies
-
-        try:
-            return asyncio.run(main()), sp, root
-        finally:
-            compat.sync_dir = saved
-            held.release()
+        replies, sp = _serve(root, held, clients)
+        return replies, sp, root
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
@@ -202,37 +211,23 @@ def test_a_stop_during_a_commit_sends_its_250_first():
     message's fsync is in flight: the commit finishes and its 250 goes out before
     the connection closes. Cut instead, the message would be on flash unacknowledged
     and its client would send it again (a duplicate)."""
+    async def client(n, port, sp):
+        r, w = await _client(port, 0)
+        await _until(held.entered.is_set, "the maildrop fsync")
+        closing = asyncio.create_task(n.close())
+        await asyncio.sleep(0.3)
+        assert not closing.done()  # close waits for the commit in flight
+        held.release()
+        reply = await asyncio.wait_for(r.readline(), 20)
+        await asyncio.wait_for(closing, 20)
+        rest = await asyncio.wait_for(r.read(), 20)  # then the connection is closed
+        w.close()
+        return reply, rest
+
     root = fwtest.tempdir("gcstop")
     held = Held(None)
     try:
-        sp = Spool(root, 0)
-        sp.recover()
-        os.mkdir(sp.mail_dir("alice"))
-        held.path = sp.mail_dir("alice")
-        svc = smtpfakes.service(spool=sp)
-        n = net.Net(1024, 16, 16)
-        saved = compat.sync_dir
-        compat.sync_dir = held
-
-        async def main():
-            srv = await n.listen("smtp", "127.0.0.1", 0, svc.session)
-            r, w = await _client(srv.sockets[0].getsockname()[1], 0)
-            await _until(held.entered.is_set, "the maildrop fsync")
-            closing = asyncio.create_task(n.close())
-            await asyncio.sleep(0.3)
-            assert not closing.done()  # close waits for the commit in flight
-            held.release()
-            reply = await asyncio.wait_for(r.readline(), 20)
-            await asyncio.wait_for(closing, 20)
-            rest = await asyncio.wait_for(r.read(), 20)  # then the connection is closed
-            w.close()
-            return reply, rest
-
-        try:
-            reply, rest = asyncio.run(main())
-        finally:
-            compat.sync_dir = saved
-            held.release()
+        (reply, rest), sp = _serve(root, held, client)
         assert reply.startswith(b"250 2.0.0 Ok: queued as "), reply
         assert rest == b"", rest
         md = sp.maildrops.open("alice")
