@@ -60,6 +60,7 @@ class Collection:
         self.pos = 0
         self.writer = None
         self.err = None
+        self.committing = None  # (index, routes, how) of the commit retrieved() started
         self.collected = 0
         self.dels = 0
         self.known = 0
@@ -255,11 +256,12 @@ class Collection:
 
     def retrieved(self, i, error):
         """RETR i ended: `error` None (the whole message came) or why not.
-        Commit it to the maildrops its envelope header names, then journal its
-        UIDL; only then is it queued for DELE."""
+        Starts the commit to the maildrops its envelope header names and
+        returns it (a spool job: the client's proto.Session.job), or None if
+        the message is not taken. committed(job) journals its UIDL once the
+        job has finished; only then is it queued for DELE."""
         w = self.writer
         self.writer = None
-        uid = self.uid(i).decode()
         e = self.err
         self.err = None
         if w is None or error is not None or e is not None:
@@ -267,30 +269,42 @@ class Collection:
                 w.abort()
             self.failed += 1
             why = compat.exc_text(e) if e is not None else (error or b"").decode("utf-8", "replace").strip()
-            log.warn("multidrop %s: message %s not taken: %s", self.where, uid, why)
+            log.warn("multidrop %s: message %s not taken: %s", self.where, self.uid(i).decode(), why)
             if e is not None:
                 self.stop = "spool: " + why  # a full or failing flash will not take the next one either
-            return
+            return None
         routes, how = self._routes()
         try:
-            size = w.size
             # "P" first: a kill between the commit and the "C" line below then
             # leaves the id for the next listing to find (pop3_journal).
             self.journal.pending(self.uid(i), w.id, _now())
-            w.commit(self.scan.sender, routes)
+            job = w.start_commit(self.scan.sender, routes)
         except (OSError, ValueError) as e:
-            w.abort()  # (a failed commit has aborted it already; a failed "P" line has not)
-            self.failed += 1
-            self.stop = "spool: " + compat.exc_text(e)
-            log.warn("multidrop %s: message %s not taken: %s", self.where, uid, compat.exc_text(e))
+            w.abort()  # (a failed start has aborted it already; a failed "P" line has not)
+            self._not_taken(i, e)
+            return None
+        self.committing = (i, routes, how)
+        return job
+
+    def committed(self, job):
+        """The commit retrieved() returned has finished: durable (job.error
+        None), or nothing promised and nothing left half-done (docs/storage.md)."""
+        c = self.committing
+        self.committing = None
+        if c is None:
             return
+        i, routes, how = c
+        if job.error is not None:
+            self._not_taken(i, job.error)
+            return
+        uid = self.uid(i).decode()
         self.collected += 1
         users = []
         for r in routes:
             for u in r.users:
                 if u not in users:
                     users.append(u)
-        log.info("multidrop %s: %s to %s (%s), %d octets", self.where, uid, ",".join(users), how, size)
+        log.info("multidrop %s: %s to %s (%s), %d octets", self.where, uid, ",".join(users), how, job.size)
         try:
             self.journal.add(COLLECTED, self.uid(i), _now())
         except (OSError, ValueError) as e:  # committed but not journaled: never DELE it
@@ -300,6 +314,11 @@ class Collection:
         self.flags[i] |= _KNOWN
         if not self.leave:
             self.dq.append(i)
+
+    def _not_taken(self, i, e):
+        self.failed += 1
+        self.stop = "spool: " + compat.exc_text(e)
+        log.warn("multidrop %s: message %s not taken: %s", self.where, self.uid(i).decode(), compat.exc_text(e))
 
     def deleted(self, i, ok):
         if ok:

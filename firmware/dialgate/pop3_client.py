@@ -13,8 +13,10 @@ RFC 1939 §3) into the collection, in constant RAM.
 
 The collection (multidrop.Collection) decides and stores: `begin_listing(count)`,
 `listed(n, uid)`, `sized(n, octets)`, `listing_done()`, `next()` -> (RETR|DELE,
-n) or None, `begin(n)` -> sink with write(), `retrieved(n, error)`,
-`deleted(n, ok)`, `quit(ok)`, `abort()`. No sockets, no clock, no files here.
+n) or None, `begin(n)` -> sink with write(), `retrieved(n, error)` -> a spool
+commit job or None, `committed(job)` once that job has finished (net's group
+committer on CPython, at once on a board: proto.Session.job), `deleted(n, ok)`,
+`quit(ok)`, `abort()`. No sockets, no clock, no files here.
 """
 
 import binascii
@@ -115,9 +117,16 @@ class Pop3Client(Session):
             self.raw = False
             err = self.decoder.error
             self.decoder = None
-            self.box.retrieved(self._retr, err)
-            self.reply = self._go()
+            job = self.box.retrieved(self._retr, err)
+            if job is not None:
+                self.job = job  # the next command once it is durable (on_job)
+            else:
+                self.reply = self._go()
         return n
+
+    def on_job(self, job):
+        self.box.committed(job)
+        return self._go()
 
     def take_reply(self):
         r = self.reply

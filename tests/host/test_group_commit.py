@@ -2,7 +2,8 @@
 that finish DATA while another commit's fsync is in flight share one directory
 fsync; no 250 goes out before the fsync behind it has returned, and the event
 loop serves the other sessions meanwhile; a failed fsync answers 451 to every
-message that waited for it and leaves nothing behind."""
+message that waited for it and leaves nothing behind. A message a multidrop
+collection fetched from the ISP commits the same way, and its DELE waits for it."""
 
 import asyncio
 import os
@@ -230,6 +231,94 @@ def test_a_stop_during_a_commit_sends_its_250_first():
         (reply, rest), sp = _serve(root, held, client)
         assert reply.startswith(b"250 2.0.0 Ok: queued as "), reply
         assert rest == b"", rest
+        md = sp.maildrops.open("alice")
+        try:
+            assert len(md.messages()) == 1
+        finally:
+            md.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class _Isp:
+    """A POP3 mailbox at the ISP holding one message for alice: answers one
+    command at a time (no PIPELINING) and records the commands in order."""
+
+    BODY = b"X-Original-To: alice@office.test\r\nSubject: held\r\n\r\nfrom the ISP\r\n"
+
+    def __init__(self):
+        self.commands = []
+
+    async def serve(self, r, w):
+        replies = {b"CAPA": b"+OK\r\nUSER\r\nUIDL\r\n.\r\n", b"STAT": b"+OK 1 %d\r\n" % len(self.BODY),
+                   b"UIDL": b"+OK\r\n1 u1\r\n.\r\n", b"LIST": b"+OK\r\n1 %d\r\n.\r\n" % len(self.BODY),
+                   b"RETR": b"+OK\r\n" + self.BODY + b".\r\n", b"QUIT": b"+OK bye\r\n"}
+        w.write(b"+OK ready\r\n")
+        while True:
+            line = await r.readline()
+            if not line:
+                break
+            word = line.split()[0].upper()
+            self.commands.append(word)
+            w.write(replies.get(word, b"+OK\r\n"))
+            await w.drain()
+            if word == b"QUIT":
+                break
+        w.close()
+
+
+def test_a_multidrop_commit_waits_in_the_group_committer_and_dele_waits_for_it():
+    """A message collected from the ISP mailbox commits like an SMTP one on
+    CPython: its fsyncs in the group committer, so the LAN is served while the
+    flash is slow, and the DELE that gives up the ISP's copy goes only after
+    the message is durable and its UIDL journaled (docs/inbound.md)."""
+    from dialgate.delivery import Router
+    from dialgate.multidrop import Collection
+    from dialgate.net_out import connect
+    from dialgate.pop3_client import DONE, Pop3Client
+    from dialgate.pop3_journal import UidlJournal
+
+    class Users:
+        def expand(self, name):
+            return [name] if name in ("alice", "office") else []
+
+    isp = _Isp()
+    held = Held(None)
+    cfg = fwtest.host_config({"isp.pop3.host": "pop.isp.test", "isp.pop3.user": "office",
+                              "isp.pop3.default_user": "office"})
+    out = {}
+
+    async def collect(n, port, sp):
+        pop = await asyncio.start_server(isp.serve, "127.0.0.1", 0)
+        journal = UidlJournal(sp.path("pop3.uidl"), sp.path("pop3.uidl.tmp"), sp.flash, 100)
+        col = Collection(cfg, sp, Router(cfg, Users()), journal, "office@pop.isp.test", "pop.isp.test")
+        c = Pop3Client("office", "secret", col, "none", None, True, ("127.0.0.1", 110), bytearray(1024))
+        call = asyncio.create_task(connect(n, "multidrop", "127.0.0.1", pop.sockets[0].getsockname()[1], c))
+        await _until(held.entered.is_set, "the maildrop fsync")
+        # the flash is slow: the loop still greets a LAN client, the ISP has
+        # not been told to delete, and the journal has only the "P" line
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        out["greeting"] = await asyncio.wait_for(r.readline(), 5)
+        out["while_held"] = list(isp.commands)
+        with open(sp.path("pop3.uidl"), "rb") as f:
+            out["journal_held"] = [ln.split(b" ")[0] for ln in f.read().split(b"\n")[:-1]]
+        w.close()
+        held.release()
+        await asyncio.wait_for(call, 20)
+        pop.close()
+        await n.close()
+        return c, col
+
+    root = fwtest.tempdir("gcm")
+    try:
+        (c, col), sp = _serve(root, held, collect)
+        assert out["greeting"].startswith(b"220 "), out
+        assert out["while_held"] == [b"CAPA", b"USER", b"PASS", b"STAT", b"UIDL", b"LIST", b"RETR"], out
+        assert out["journal_held"] == [b"P"], out
+        assert isp.commands[-2:] == [b"DELE", b"QUIT"], isp.commands
+        assert c.result[0] == DONE and col.collected == 1 and col.dels == 1, (c.result, col.collected)
+        with open(sp.path("pop3.uidl"), "rb") as f:
+            assert [ln.split(b" ")[0] for ln in f.read().split(b"\n")[:-1]] == [b"P", b"C"]
         md = sp.maildrops.open("alice")
         try:
             assert len(md.messages()) == 1
