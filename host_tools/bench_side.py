@@ -583,6 +583,9 @@ def run(reps: int, sizes: dict, strace: bool, quick: bool = False) -> tuple[list
         measure("SMTP 8 clients x 4 KB, smtp-source", "msg/s", "higher",
                 lambda s: smtp_source(s, 8, sizes["smtp4k"], 4096))
         if not quick:  # --quick: the 4 KB SMTP loads and the fsync counts only
+            postfix = {r[0].rsplit(", ", 1)[1]: r[3] for r in rows if r[0].startswith("SMTP 8 clients x 4 KB")}
+            notes.append(floor_smtp_note(dg, postfix, sizes["smtp4k"], reps))
+            print("  " + notes[-1], flush=True)
             measure("SMTP 8 clients x 100 KB, smtplib", "msg/s", "higher",
                     lambda s: smtp_python(s, 8, sizes["smtp100k"], 102400))
             measure("SMTP 8 clients x 100 KB, smtp-source", "msg/s", "higher",
@@ -673,6 +676,32 @@ def floor_note(dg: Side, count: int, times: int) -> str:
             f"own readline, and a 4 KB message from memory, no file, no parsing): dialgate "
             f"{statistics.median(a):,.0f} msg/s, the floor {statistics.median(b):,.0f} msg/s, "
             f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}–{max(ratios):.2f}).")
+
+
+def floor_smtp_note(dg: Side, postfix: dict[str, float], count: int, times: int) -> str:
+    """dialgate's SMTP 8 clients x 4 KB rates against the CPython asyncio floor
+    (host_tools/asyncio_floor.py: an asyncio SMTP server that stores nothing),
+    with both clients, interleaved; and the floor against `postfix` (client ->
+    Postfix's median from the table, the same run)."""
+    from host_tools.asyncio_floor import Floor
+
+    floor = Floor()
+    parts = []
+    try:
+        smtp_python(floor, 1, 2, 1024)  # warm up
+        for client, fn in (("smtplib", smtp_python), ("smtp-source", smtp_source)):
+            a, b = [], []
+            for _ in range(times):
+                a.append(fn(dg, 8, count, 4096))
+                b.append(fn(floor, 8, count, 4096))
+            ma, mb = statistics.median(a), statistics.median(b)
+            parts.append(f"{client}: dialgate {ma:,.0f} msg/s, the floor {mb:,.0f} msg/s (dialgate {ma / mb:.2f}x the "
+                         f"floor, the floor {mb / postfix[client]:.2f}x Postfix)" if postfix.get(client) else
+                         f"{client}: dialgate {ma:,.0f} msg/s, the floor {mb:,.0f} msg/s")
+    finally:
+        floor.stop()
+    return ("SMTP 8 clients x 4 KB against the CPython asyncio floor (host_tools/asyncio_floor.py: asyncio's own "
+            "readline and readuntil, 250 to everything, nothing stored, no fsync): " + "; ".join(parts) + ".")
 
 
 def fmt(v: float) -> str:

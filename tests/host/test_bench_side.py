@@ -20,4 +20,5 @@ def test_bench_side_small_run_writes_the_table(tmp_path):
     assert len(rows) == 7 and all("nan" not in r and "| 0 |" not in r for r in rows), rows
     assert "Machine: " in text and " cores, Linux " in text
     floor = [ln for ln in text.splitlines() if "against the CPython asyncio floor" in ln]
-    assert len(floor) == 1 and "nan" not in floor[0] and " 0 msg/s" not in floor[0], floor
+    assert len(floor) == 2 and all("nan" not in f and " 0 msg/s" not in f for f in floor), floor
+    assert "smtp-source: dialgate " in floor[0] and "x Postfix)" in floor[0], floor[0]
