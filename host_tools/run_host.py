@@ -19,7 +19,12 @@ with a LAN certificate for gw.office.test, localhost and 127.0.0.1, signed by a
 local CA; both are made once in run/tls/ (host_tools/lan_tls.py): trust
 run/tls/ca.pem in a client to verify it.
 
-Prints what listens where; Ctrl-C or SIGTERM stops everything cleanly.
+Prints what listens where; Ctrl-C, SIGTERM or a closed terminal (SIGHUP) stops
+everything cleanly. Each process runs in a process group of its own, so the
+terminal's Ctrl-C reaches only this script, which stops the gateway first
+through its console (`shutdown`, as an admin stops a board; it hangs up while
+the modem is still there), then the others; should this script die without
+that, the kernel sends each SIGTERM (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -89,6 +94,20 @@ def romfs_heap(heap: str, image: Path) -> str:
     return f"{int(heap.rstrip('Kk')) + int(extra // 1024) + 1}K"
 
 
+def _die_with_parent(parent: int):
+    """preexec_fn for the gateway: SIGTERM to it when this script dies (Linux
+    prctl PR_SET_PDEATHSIG), so a gateway outside the terminal's process group
+    is never left running behind a killed `make run`."""
+    def arm() -> None:
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # it died before prctl took hold
+            os._exit(1)
+    return arm
+
+
 def shutdown(p: subprocess.Popen, console: int = 2323, password: str = "") -> None:
     """Stop the gateway the way an admin stops a board: the console's `shutdown`
     (it hangs up and flushes on both runtimes; the unix port has no SIGTERM
@@ -107,7 +126,7 @@ def shutdown(p: subprocess.Popen, console: int = 2323, password: str = "") -> No
             ok = c.command("shutdown")[0]
         finally:
             c.close()
-    except (OSError, ConsoleError):  # Ctrl-C in the terminal: it is already stopping
+    except (OSError, ConsoleError):  # it has exited, or its console does not answer
         ok = False
     try:
         p.wait(timeout=10 if ok else 2)
@@ -165,13 +184,18 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "firmware"))
     procs: list[tuple[str, subprocess.Popen]] = []
     py = sys.executable
+    # each child in a process group of its own: the terminal's Ctrl-C (SIGINT to the
+    # foreground group) reaches only this script, which stops them in order below (the
+    # gateway first, through its console). A SIGINT straight to the gateway could come in
+    # the middle of a collection and lock the unix port's heap (a crash, not a stop).
+    own = {"process_group": 0, "preexec_fn": _die_with_parent(os.getpid())}
     procs.append(("isp", subprocess.Popen(
         [py, "-m", "host_tools.isp_emulator", "--listen", "127.0.0.1:2600", "--office-smtp", "127.0.0.1:2625",
          "--dir", str(run / "isp"), "--user", "office:office-secret",
-         "--relay-from", "127.0.0.1", "--demo", "2"] + isp_odmr, cwd=ROOT)))
+         "--relay-from", "127.0.0.1", "--demo", "2"] + isp_odmr, cwd=ROOT, **own)))
     procs.append(("modem", subprocess.Popen(
         [py, "-m", "host_tools.modem_emulator", "--serial", "127.0.0.1:2700", "--bps", "33600",
-         "--time-scale", "0.1"] + modem_wiring, cwd=ROOT)))
+         "--time-scale", "0.1"] + modem_wiring, cwd=ROOT, **own)))
     time.sleep(0.5)  # let the peers listen before the gateway starts
     if a.upy:
         from host_tools.upy_test import board_cmd, build_tree
@@ -190,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             gw_cmd = board_cmd(upy, a.upy, "main")  # from the tree, as on a board (see board_cmd)
     else:
         gw_cmd, gw_cwd = [py, "-m", "dialgate"], ROOT
-    procs.append(("gateway", subprocess.Popen(gw_cmd + ["--config", str(run / "config.json")], cwd=gw_cwd, env=env)))
+    procs.append(("gateway", subprocess.Popen(gw_cmd + ["--config", str(run / "config.json")], cwd=gw_cwd, env=env,
+                                              **own)))
     runtime = (f"MicroPython at {a.upy} heap" + (" + the ROMFS image" if a.romfs else "")) if a.upy else "CPython"
     print(f"dialgate (make run, {runtime}): SMTP 127.0.0.1:2525, POP3 127.0.0.1:1110, console 127.0.0.1:2323", flush=True)
     if tls_note:
@@ -210,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum, frame):
         stop["now"] = True
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     rc = 0
     try:
         while not stop["now"]:
@@ -232,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
-    print("dialgate stopped", flush=True)
+    try:
+        print("dialgate stopped", flush=True)
+    except OSError:  # the terminal is gone (SIGHUP)
+        pass
     return rc
 
 

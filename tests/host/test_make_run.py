@@ -35,19 +35,34 @@ def _busy(port):
 def system(tmp_path):
     busy = [p for p in PORTS if _busy(p)]
     assert not busy, f"ports of the host profile in use (is `make run` already running?): {busy}"
-    p = subprocess.Popen([sys.executable, "-m", "host_tools.run_host", "--dir", str(tmp_path)], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = _start(["--dir", str(tmp_path)])
     try:
         wait_port(2323, proc=p)
         wait_port(2600, proc=p)
         yield tmp_path
     finally:
-        p.send_signal(signal.SIGINT)
-        out, _ = p.communicate(timeout=30)
-        assert p.returncode == 0, out
-        assert "dialgate stopped" in out, out
-        # run_host stopped the gateway through its console, which hung up and flushed
-        assert "console: shutdown" in out and "INFO stopping" in out, out
+        _ctrl_c(p)
+
+
+def _start(args):
+    """run_host in a session of its own, as a terminal starts `make run`: its
+    process group is the terminal's foreground group."""
+    return subprocess.Popen([sys.executable, "-m", "host_tools.run_host", *args], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _ctrl_c(p):
+    """A Ctrl-C in that terminal: SIGINT to the whole foreground process group.
+    Only run_host may get it (each child has a group of its own): the gateway
+    stops through its console, cleanly, after it and not beside it."""
+    os.killpg(p.pid, signal.SIGINT)
+    out, _ = p.communicate(timeout=30)
+    assert p.returncode == 0, out
+    assert "dialgate stopped" in out, out
+    # run_host stopped the gateway through its console, which hung up and flushed
+    assert "console: shutdown" in out and "INFO stopping" in out, out
+    assert "interrupted" not in out and "Traceback" not in out and "KeyboardInterrupt" not in out, out
+    return out
 
 
 def _wait(cond, seconds=30):
@@ -169,3 +184,26 @@ def test_make_run_offers_starttls_and_stls_verified_against_its_own_ca(system, t
     r = subprocess.run(["fetchmail", "-f", str(rc), "-v", "--nosyslog"], env=env, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode != 0 and "certificate" in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
+
+
+def test_ctrl_c_stops_the_unix_port_gateway_through_its_console(tmp_path):
+    """`make run UPY=…`: the gateway under the unix port gets no SIGINT of its own
+    (a SIGINT in the middle of a collection can lock its heap: a crash at
+    Ctrl-C instead of a stop), and its mail is on flash for the next run."""
+    busy = [p for p in PORTS if _busy(p)]
+    assert not busy, f"ports of the host profile in use (is `make run` already running?): {busy}"
+    p = _start(["--dir", str(tmp_path), "--upy", "512K"])
+    try:
+        wait_port(2323, timeout=60, proc=p)
+        c = ConsoleClient(timeout=10)
+        ok, lines, _ = c.command("user add bob bob-secret")
+        assert ok, lines
+        with smtplib.SMTP("127.0.0.1", 2525, timeout=30) as s:
+            s.sendmail("alice@office.test", ["bob@office.test"], "Subject: before ctrl-c\r\n\r\nhi\r\n")
+        c.close()
+    except BaseException:
+        p.kill()
+        p.communicate()
+        raise
+    _ctrl_c(p)
+    assert list((tmp_path / "spool" / "mail" / "bob").iterdir()), "the message is not in bob's maildrop"
