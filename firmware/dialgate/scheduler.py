@@ -242,7 +242,7 @@ def next_call(plan, now):
     elif plan.interval:
         base = now.last_start if now.last_start is not None else now.boot
         cands.append((_left(now, base, plan.interval * 1000), "interval",
-                      ("clock not set: interval only (every %s)" if plan.rules else "interval every %s")
+                      ("clock not set: interval only (every %s)" if plan.rules else "every %s (schedule.interval)")
                       % _dur(plan.interval)))
     if not cands:
         return None, "", "clock not set: no schedule.interval" if plan.rules and wall is None else "nothing scheduled"

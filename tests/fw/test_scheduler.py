@@ -198,11 +198,11 @@ def test_untrusted_clock_interval_then_windows():
 
 def test_interval_with_trusted_clock_and_no_calendar():
     p = plan({"schedule.interval": 1800})
-    assert next_call(p, Now(wall=at(0, 9), ticks=600000)) == (1200, "interval", "interval every 30m")
+    assert next_call(p, Now(wall=at(0, 9), ticks=600000)) == (1200, "interval", "every 30m (schedule.interval)")
     # an interval shorter than min_gap waits out the gap
     p = plan({"schedule.interval": 60})
     n = Now(wall=at(0, 9), ticks=100000, last_start=90000, last_end=95000)
-    assert next_call(p, n) == (290, "interval", "interval every 1m; min gap: 5m left")
+    assert next_call(p, n) == (290, "interval", "every 1m (schedule.interval); min gap: 5m left")
 
 
 def test_clock_jumps_backwards_slot_not_served_twice():
