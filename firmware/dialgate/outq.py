@@ -9,7 +9,7 @@ import json
 import os
 
 from . import compat, log
-from .spool import read_record
+from .spool import read_record, valid_id
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -107,7 +107,9 @@ class OutboundQueue:
         return sorted([k for k in self._next if self._next[k] <= now])
 
     def load(self, msg_id):
-        """The QueueRecord for `msg_id`; KeyError if it is not queued."""
+        """The QueueRecord for `msg_id`; KeyError if it is not queued (or not an id)."""
+        if not valid_id(msg_id):
+            raise KeyError(msg_id)
         path = self.spool.path("queue", msg_id)
         try:
             return QueueRecord(read_record(path))

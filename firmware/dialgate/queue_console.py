@@ -26,7 +26,7 @@ def _load(gw, mid):
     try:
         return gw.outq.load(mid)
     except KeyError:
-        raise CommandError("no queued message %s" % mid)
+        raise CommandError("no queued message %s" % mid[:64])
 
 
 def _next(rec, now):

@@ -89,6 +89,14 @@ class Flash:
         self.sync_dir(path.rsplit("/", 1)[0])
 
 
+def valid_id(msg_id):
+    """True if `msg_id` can be a message id: a file name in queue/, body/ and
+    the maildrops (what new_id() makes: hex and "-"). Anything that names a
+    path elsewhere ("..", "a/b", ".x") is not: ids typed at the console
+    (`queue show ID`) go through here before they touch the flash."""
+    return 0 < len(msg_id) <= 64 and msg_id[0] != "." and "/" not in msg_id and "\\" not in msg_id
+
+
 def read_record(path):
     """A small JSON record file -> dict (raises OSError / ValueError)."""
     size = compat.file_size(path)

@@ -78,3 +78,27 @@ def test_a_record_that_goes_bad_later_is_set_aside_at_load():
         assert q.ids() == [] and sp.corrupt == 1 and mid in os.listdir(sp.path("corrupt"))
     finally:
         fwtest.rmtree(d)
+
+
+def test_an_id_that_is_a_path_is_no_record_and_moves_nothing():
+    """`queue show ../body/ID` at the console: before, queue/../body/ID (the
+    queued message's own body) was "a record that cannot be read", and setting
+    it aside renamed that body to ID.body, out of reach of the next queue run."""
+    d, sp, mid = spool_with_one_remote("coi")
+    try:
+        q = sp.queue
+        for bad in ("../body/" + mid, "..", ".", sp.path("body", mid), "x" * 65, ""):
+            try:
+                q.load(bad)
+                raise AssertionError("loaded %r" % bad)
+            except KeyError:
+                pass
+        assert sp.corrupt == 0 and os.listdir(sp.path("body")) == [mid]
+        assert q.load(mid).id == mid and q.ids() == [mid]
+        f = q.open_body(mid)
+        try:
+            assert f.read().endswith(b"the body stays\r\n")
+        finally:
+            f.close()
+    finally:
+        fwtest.rmtree(d)
