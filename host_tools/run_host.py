@@ -94,6 +94,21 @@ def romfs_heap(heap: str, image: Path) -> str:
     return f"{int(heap.rstrip('Kk')) + int(extra // 1024) + 1}K"
 
 
+def in_use(ports: list[int]) -> list[int]:
+    """The loopback ports of `ports` that something else already listens on."""
+    import socket
+
+    busy = []
+    for port in ports:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # (a port in TIME_WAIT is free)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                busy.append(port)
+    return busy
+
+
 def _die_with_parent(parent: int):
     """preexec_fn for the gateway: SIGTERM to it when this script dies (Linux
     prctl PR_SET_PDEATHSIG), so a gateway outside the terminal's process group
@@ -159,6 +174,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg.setdefault("board", {})["unload_after"] = a.unload_after
     if a.odmr and a.pop3:
         ap.error("--odmr or --pop3, not both")
+    # the gateway's, the ISP's and the modem's fixed ports (printed below), before anything starts:
+    # one line instead of three processes' tracebacks
+    busy = in_use([2525, 1110, 2323, 2600, 2700] + ([2110] if a.pop3 else []) + ([2366] if a.odmr else []))
+    if busy:
+        print("make run: " + ", ".join(f"127.0.0.1:{p}" for p in busy) + " already in use: is `make run` running "
+              "in another terminal? Stop it there (Ctrl-C) first.", file=sys.stderr)
+        return 1
     isp_odmr: list[str] = []
     modem_wiring: list[str] = []
     if a.pop3:

@@ -207,3 +207,18 @@ def test_ctrl_c_stops_the_unix_port_gateway_through_its_console(tmp_path):
         raise
     _ctrl_c(p)
     assert list((tmp_path / "spool" / "mail" / "bob").iterdir()), "the message is not in bob's maildrop"
+
+
+def test_a_second_make_run_says_the_ports_are_taken_and_starts_nothing(tmp_path):
+    """`make run` while one runs already (or anything on its ports): one line
+    that says so, exit 1, and no process started (before: the ISP's and the
+    modem's tracebacks, "address already in use")."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 2600))
+        s.listen()
+        r = subprocess.run([sys.executable, "-m", "host_tools.run_host", "--dir", str(tmp_path)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "127.0.0.1:2600 already in use" in r.stderr and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert not (tmp_path / "config.json").exists()  # it stopped before writing anything
