@@ -96,12 +96,19 @@ class Commands:
             out = self.table[name][0](gw, args)
         except CommandError as e:
             return ["ERR %s" % e]
+        except MemoryError:
+            compat.gc_collect()
+            log.warn("console: out of memory in %s", name)
+            return ["ERR out of memory in %s: try again (`memory` shows the heap)" % name]
         except Exception as e:  # a broken command must not kill the console
             log.exception("console " + name, e)
             return ["ERR internal error: %s" % type(e).__name__]
         out = list(out or [])
         out.append("OK")
         return out
+
+
+_OUT_OF_MEMORY = b"ERR out of memory: try again (`memory` shows the heap)"
 
 
 class ConsoleSession(Session):
@@ -130,6 +137,15 @@ class ConsoleSession(Session):
         return eol.join([x.encode() for x in lines]) + eol
 
     def on_line(self, line):
+        try:
+            return self._answer(line)
+        except MemoryError:
+            # a board's heap, full or in pieces (a long reply is one block): the
+            # console lives on, and the UART's could not be opened again
+            compat.gc_collect()
+            return _OUT_OF_MEMORY + self.eol
+
+    def _answer(self, line):
         try:
             text = line.decode()
         except UnicodeError:

@@ -16,7 +16,7 @@ class LockedConsole(ConsoleSession):
     def greeting(self):
         return self._lines(["dialgate console on %s, login PASSWORD first" % self.gw.cfg["hostname"], "OK"])
 
-    def on_line(self, line):
+    def _answer(self, line):  # (ConsoleSession.on_line: a MemoryError here is an ERR too)
         text = line.strip()
         if text == b"login" or text[:6] == b"login ":
             try:
@@ -28,7 +28,7 @@ class LockedConsole(ConsoleSession):
             self.locked = True  # the UART console cannot close: quit logs out
         elif self.locked and text and text not in (b"quit", b"exit"):
             return self._lines(_LOCKED)
-        return ConsoleSession.on_line(self, line)
+        return ConsoleSession._answer(self, line)
 
     def login(self, password):
         """`login PASSWORD` (never logged): checked against the console.password

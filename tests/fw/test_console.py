@@ -220,3 +220,30 @@ def test_restart_needs_a_config_file():
     out, at_once, later = _stops(gw, "restart")
     assert out == ["ERR this gateway was not started from a config file: nothing to restart from"], out
     assert not later
+
+
+def test_out_of_memory_is_an_err_and_the_console_keeps_serving():
+    """A board's heap full or in pieces: a command that cannot allocate, or a
+    long reply (help's is one block of ~2 KB) that cannot be joined, answers
+    ERR and the next command is served. Before, the session crashed, which
+    closes the connection, and the UART console cannot be opened again."""
+    gw = _gw()
+    s = ConsoleSession(("127.0.0.1", 1), gw, gw.commands)
+    real = s._lines
+    calls = []
+
+    def tight(lines):
+        calls.append(len(lines))
+        if len(calls) == 2:  # the greeting is the first: the help reply cannot be joined
+            raise MemoryError("memory allocation failed, allocating 2065 bytes")
+        return real(lines)
+
+    def hungry(gw, args):
+        raise MemoryError()
+
+    s._lines = tight
+    gw.commands.add("eat", hungry, "eat", "allocate too much")
+    out = _lines(fwtest.drive(s, b"help\r\neat\r\nconfig get hostname\r\n", piece=5))
+    assert out[2] == "ERR out of memory: try again (`memory` shows the heap)", out
+    assert out[3] == "ERR out of memory in eat: try again (`memory` shows the heap)", out
+    assert out[4:] == ['hostname = "gw.office.test"', "OK"], out
