@@ -96,11 +96,9 @@ class Commands:
             out = self.table[name][0](gw, args)
         except CommandError as e:
             return ["ERR %s" % e]
-        except MemoryError:
-            compat.gc_collect()
-            log.warn("console: out of memory in %s", name)
-            return ["ERR out of memory in %s: try again (`memory` shows the heap)" % name]
-        except Exception as e:  # a broken command must not kill the console
+        except Exception as e:  # a broken command must not kill the console (MemoryError: on_line)
+            if isinstance(e, MemoryError):
+                raise
             log.exception("console " + name, e)
             return ["ERR internal error: %s" % type(e).__name__]
         out = list(out or [])
@@ -108,7 +106,7 @@ class Commands:
         return out
 
 
-_OUT_OF_MEMORY = b"ERR out of memory: try again (`memory` shows the heap)"
+_OUT_OF_MEMORY = b"ERR out of memory: try again"
 
 
 class ConsoleSession(Session):

@@ -183,6 +183,13 @@ class Net:
             log.debug("%s %s:%d %s", conn.kind, peer[0], peer[1], compat.exc_text(e))
             if outbound:
                 raise
+        except MemoryError:  # a board's heap, full or in pieces: a local error, not a bug
+            try:
+                from .net_out import out_of_memory
+
+                out_of_memory(conn, outbound)
+            except MemoryError:
+                pass
         except Exception as e:  # a bug in one session must not stop the gateway
             log.exception("%s session crashed" % conn.kind, e)
         finally:

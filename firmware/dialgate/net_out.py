@@ -108,6 +108,21 @@ async def refuse(stream, kind, busy):
     await compat.wait_closed(stream)
 
 
+def out_of_memory(conn, outbound):
+    """net.drive's MemoryError: logged as a local error, and a server session's
+    client told to try again later (RFC 5321 §3.8 421, RFC 3206 [SYS/TEMP])
+    unless a multi-line reply is streaming (the line would be its text);
+    net then closes the connection."""
+    compat.gc_collect()
+    peer = conn.session.peer
+    log.warn("%s %s:%d: out of memory, connection closed", conn.kind, peer[0], peer[1])
+    if not outbound and conn.session.producer is None:
+        try:
+            conn.stream.write(failure_reply(conn.kind))
+        except OSError:
+            pass
+
+
 def busy_reply(kind):
     """Polite refusal when the connection cap is reached (RFC 5321 §3.8: 421)."""
     if kind == "smtp":

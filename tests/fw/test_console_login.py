@@ -45,8 +45,10 @@ def test_password_required_before_any_command():
     s.pause_ms = 0
     assert _say(s, "login nope") == ["ERR wrong password"] and s.pause_ms == 2000  # doubles per failure
     s.pause_ms = 0
-    assert _say(s, "login s3cret") == ["logged in", "OK"] and s.pause_ms == 0
-    assert _say(s, "config get console.password") == ['console.password = "********" (set)', "OK"]
+    out = _say(s, "login s3cret")
+    assert out == ["logged in", "OK"] and s.pause_ms == 0, out
+    out = _say(s, "config get console.password")
+    assert out == ['console.password = "********" (set)', "OK"], out
     assert _say(s, "quit") == ["bye", "OK"] and s.closing
 
 

@@ -1,0 +1,90 @@
+"""A session that runs out of heap (a board's, full or in pieces) is a local
+error, not a crash: net logs a WARN, tells the client to try again later (421
+/ -ERR [SYS/TEMP] / ERR, RFC 5321 §3.8, RFC 3206) unless a multi-line reply is
+streaming, closes the connection, and the gateway serves the next one."""
+
+import asyncio
+
+from dialgate import log, net
+from dialgate.proto import Session
+
+
+class Stream:
+    def __init__(self, data):
+        self.data = data
+        self.out = []
+        self.closed = False
+
+    async def readinto(self, buf):
+        d = self.data
+        self.data = b""
+        buf[: len(d)] = d
+        return len(d)
+
+    def write(self, b):
+        self.out.append(bytes(b))
+
+    async def drain(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+    async def wait_closed(self):
+        pass
+
+
+class Hungry(Session):
+    """Answers NOOP; runs out of memory on EAT (with `streaming`: as if inside a RETR)."""
+
+    def __init__(self, streaming=False):
+        Session.__init__(self, ("192.0.2.1", 1))
+        self.streaming = streaming
+        self.closed = False
+
+    def greeting(self):
+        return b"220 hi\r\n"
+
+    def on_line(self, line):
+        if line == b"EAT":
+            if self.streaming:
+                self.producer = object()  # (never reached by net: the error comes first)
+            raise MemoryError("memory allocation failed, allocating 2065 bytes")
+        return b"250 ok\r\n"
+
+    def on_close(self):
+        self.closed = True
+
+
+def _drive(kind, session, data):
+    st = Stream(data)
+    warned = []
+    real = log.warn
+
+    def warn(fmt, *args):
+        warned.append(fmt % args)
+        real(fmt, *args)
+
+    log.warn = warn
+    try:
+        asyncio.run(net.Net(1024, 4, 5).drive(st, session, kind, None, False))
+    finally:
+        log.warn = real
+    return b"".join(st.out), st, warned
+
+
+def test_out_of_memory_says_try_later_and_closes():
+    for kind, reply in (("smtp", b"421 4.3.0 Local error, try again later\r\n"),
+                        ("pop3", b"-ERR [SYS/TEMP] Local error, try again later\r\n"),
+                        ("console", b"ERR internal error\r\n")):
+        s = Hungry()
+        out, st, warned = _drive(kind, s, b"NOOP\r\nEAT\r\nNOOP\r\n")
+        assert out == b"220 hi\r\n250 ok\r\n" + reply, (kind, out)
+        assert st.closed and s.closed
+        assert warned == ["%s 192.0.2.1:1: out of memory, connection closed" % kind], warned
+
+
+def test_no_reply_inside_a_streaming_reply():
+    s = Hungry(streaming=True)
+    out, st, warned = _drive("pop3", s, b"EAT\r\n")
+    assert out == b"220 hi\r\n" and st.closed, out  # a line in the middle of a message would be its text
