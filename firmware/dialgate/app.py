@@ -246,11 +246,18 @@ class Gateway:
                 self.wdt.feed()
             await asyncio.sleep(1)
             n += 1
-            if n % 5 == 0:
-                log.LOG.flush()
-            after = self.cfg["board.unload_after"]
-            if after > 0:
-                self.unload_idle(compat.ticks_ms(), after * 1000)
+            try:
+                if n % 5 == 0:
+                    log.LOG.flush()
+                after = self.cfg["board.unload_after"]
+                if after > 0:
+                    self.unload_idle(compat.ticks_ms(), after * 1000)
+            except Exception as e:  # a tight heap (MemoryError), a failing flash: the tick goes on feeding
+                compat.gc_collect()
+                try:
+                    log.warn("tick: %s", compat.exc_text(e))
+                except MemoryError:
+                    pass
 
     def unload_idle(self, now, after_ms):
         """Give the heap back from features idle for `after_ms` (app_unload:

@@ -81,3 +81,33 @@ def test_the_event_loop_feeds_the_watchdog():
 
     asyncio.run(later())
     assert gw.wdt.feeds == stopped  # the tick is gone: nobody feeds
+
+
+def test_a_failing_tick_goes_on_feeding():
+    """The idle unloading imports app_unload (10 KB) when the heap is tight, the
+    log flush writes to flash: either may raise. Before, that ended the tick
+    task: no feeding (a board reset by its watchdog for a MemoryError), and on
+    a PC no log flushes and no unloading for the rest of the run."""
+    from dialgate.app import Gateway
+
+    class Gw(Gateway):
+        def __init__(self):
+            self.cfg = {"board.unload_after": 1}
+            self.wdt = FakeWDT(8000)
+            self.tries = 0
+
+        def unload_idle(self, now, after_ms):
+            self.tries += 1
+            raise MemoryError("memory allocation failed, allocating 10816 bytes")
+
+    gw = Gw()
+
+    async def go():
+        tick = asyncio.create_task(gw._tick())
+        try:
+            await asyncio.wait_for(gw.wdt.fed.wait(), 30)
+        finally:
+            tick.cancel()
+
+    asyncio.run(go())
+    assert gw.wdt.feeds >= 3 and gw.tries >= 2, (gw.wdt.feeds, gw.tries)
