@@ -119,7 +119,10 @@ class Net:
     async def _watch(self):
         while True:
             await asyncio.sleep(_WATCHDOG_MS / 1000)
-            self.sweep(compat.ticks_ms())
+            try:
+                self.sweep(compat.ticks_ms())
+            except Exception:  # (a MemoryError in a timeout's reply or log line) the next round tries again
+                compat.gc_collect()
 
     def sweep(self, now):
         """One watchdog round at ticks `now`: close idle sessions, mark old ones

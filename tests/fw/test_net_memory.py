@@ -88,3 +88,26 @@ def test_no_reply_inside_a_streaming_reply():
     s = Hungry(streaming=True)
     out, st, warned = _drive("pop3", s, b"EAT\r\n")
     assert out == b"220 hi\r\n" and st.closed, out  # a line in the middle of a message would be its text
+
+
+def test_the_idle_watchdog_outlives_a_failing_round():
+    """net's idle deadlines (slow and idle clients cut, issue 12) are swept by
+    one task: a MemoryError in a round (a timeout reply, its log line) ended
+    it, and no session timed out again until a restart."""
+    n = net.Net(1024, 4, 5)
+    calls = []
+
+    def sweep(now):
+        calls.append(now)
+        if len(calls) == 1:
+            raise MemoryError("memory allocation failed, allocating 176 bytes")
+
+    n.sweep = sweep
+
+    async def go():
+        t = asyncio.create_task(n._watch())
+        await asyncio.sleep(2.5)
+        t.cancel()
+
+    asyncio.run(go())
+    assert len(calls) >= 2, calls
