@@ -96,9 +96,9 @@ class Commands:
             out = self.table[name][0](gw, args)
         except CommandError as e:
             return ["ERR %s" % e]
-        except Exception as e:  # a broken command must not kill the console (MemoryError: on_line)
-            if isinstance(e, MemoryError):
-                raise
+        except MemoryError:  # (on_line answers it)
+            raise
+        except Exception as e:  # a broken command must not kill the console
             log.exception("console " + name, e)
             return ["ERR internal error: %s" % type(e).__name__]
         out = list(out or [])

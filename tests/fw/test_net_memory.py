@@ -5,33 +5,10 @@ streaming, closes the connection, and the gateway serves the next one."""
 
 import asyncio
 
+from test_net_slow import Trickle  # the fake stream: `data` in one read, then EOF once net closes it
+
 from dialgate import log, net
 from dialgate.proto import Session
-
-
-class Stream:
-    def __init__(self, data):
-        self.data = data
-        self.out = []
-        self.closed = False
-
-    async def readinto(self, buf):
-        d = self.data
-        self.data = b""
-        buf[: len(d)] = d
-        return len(d)
-
-    def write(self, b):
-        self.out.append(bytes(b))
-
-    async def drain(self):
-        pass
-
-    def close(self):
-        self.closed = True
-
-    async def wait_closed(self):
-        pass
 
 
 class Hungry(Session):
@@ -57,7 +34,7 @@ class Hungry(Session):
 
 
 def _drive(kind, session, data):
-    st = Stream(data)
+    st = Trickle([data], 0)
     warned = []
     real = log.warn
 

@@ -51,6 +51,18 @@ def test_no_watchdog_without_machine_wdt():
     assert compat_wdt.watchdog(8000) is None
 
 
+async def _tick_until_fed(gw):
+    """Run gw._tick until the watchdog was fed 3 times, then cancel it -> the feeds by then."""
+    tick = asyncio.create_task(gw._tick())
+    try:
+        await asyncio.wait_for(gw.wdt.fed.wait(), 30)
+    finally:
+        tick.cancel()
+    fed = gw.wdt.feeds
+    await asyncio.sleep(0)
+    return fed
+
+
 def test_the_event_loop_feeds_the_watchdog():
     """Gateway._tick feeds it before each one-second sleep; a loop that stops
     running tasks stops feeding (and the board resets)."""
@@ -62,18 +74,7 @@ def test_the_event_loop_feeds_the_watchdog():
             self.wdt = FakeWDT(8000)
 
     gw = Gw()
-
-    async def go():
-        tick = asyncio.create_task(gw._tick())
-        try:
-            await asyncio.wait_for(gw.wdt.fed.wait(), 30)
-        finally:
-            tick.cancel()
-        fed = gw.wdt.feeds
-        await asyncio.sleep(0)
-        return fed
-
-    assert asyncio.run(go()) >= 3
+    assert asyncio.run(_tick_until_fed(gw)) >= 3
     stopped = gw.wdt.feeds
 
     async def later():
@@ -101,13 +102,4 @@ def test_a_failing_tick_goes_on_feeding():
             raise MemoryError("memory allocation failed, allocating 10816 bytes")
 
     gw = Gw()
-
-    async def go():
-        tick = asyncio.create_task(gw._tick())
-        try:
-            await asyncio.wait_for(gw.wdt.fed.wait(), 30)
-        finally:
-            tick.cancel()
-
-    asyncio.run(go())
-    assert gw.wdt.feeds >= 3 and gw.tries >= 2, (gw.wdt.feeds, gw.tries)
+    assert asyncio.run(_tick_until_fed(gw)) >= 3 and gw.tries >= 2, (gw.wdt.feeds, gw.tries)

@@ -66,6 +66,15 @@ async def _client(port, i):
     return r, w
 
 
+def _listed(sp, user="alice"):
+    """How many messages POP3 would list in `user`'s maildrop now."""
+    md = sp.maildrops.open(user)
+    try:
+        return len(md.messages())
+    finally:
+        md.close()
+
+
 def _serve(root, held, client_side):
     """A spool in `root` whose maildrop fsyncs go through `held`, an SMTP service
     over one Net on a loopback port: asyncio.run(client_side(net, port, spool)) -> its result, the spool."""
@@ -124,11 +133,7 @@ def test_sessions_share_one_maildrop_fsync_and_250_waits_for_it():
             line = b""
         assert line == b"", line
         assert len(os.listdir(sp.mail_dir("alice"))) == 1
-        md = sp.maildrops.open("alice")
-        try:
-            assert len(md.messages()) == 0
-        finally:
-            md.close()
+        assert _listed(sp) == 0
 
     held = Held(None)
     replies, sp, root = _run(held, while_held)
@@ -139,9 +144,7 @@ def test_sessions_share_one_maildrop_fsync_and_250_waits_for_it():
         # one fsync for the first message, one shared by the N - 1 that came while it was held
         assert held.calls.count(maildir) == 2, held.calls
         assert not sp.inflight and os.listdir(sp.path("tmp")) == []
-        md = sp.maildrops.open("alice")
-        assert len(md.messages()) == N
-        md.close()
+        assert _listed(sp) == N
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -231,11 +234,7 @@ def test_a_stop_during_a_commit_sends_its_250_first():
         (reply, rest), sp = _serve(root, held, client)
         assert reply.startswith(b"250 2.0.0 Ok: queued as "), reply
         assert rest == b"", rest
-        md = sp.maildrops.open("alice")
-        try:
-            assert len(md.messages()) == 1
-        finally:
-            md.close()
+        assert _listed(sp) == 1
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -319,10 +318,6 @@ def test_a_multidrop_commit_waits_in_the_group_committer_and_dele_waits_for_it()
         assert c.result[0] == DONE and col.collected == 1 and col.dels == 1, (c.result, col.collected)
         with open(sp.path("pop3.uidl"), "rb") as f:
             assert [ln.split(b" ")[0] for ln in f.read().split(b"\n")[:-1]] == [b"P", b"C"]
-        md = sp.maildrops.open("alice")
-        try:
-            assert len(md.messages()) == 1
-        finally:
-            md.close()
+        assert _listed(sp) == 1
     finally:
         shutil.rmtree(root, ignore_errors=True)

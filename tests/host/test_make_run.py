@@ -22,18 +22,14 @@ from gateway import ROOT, wait_port
 from host_tools import lan_tls
 from host_tools.console_client import ConsoleClient
 from host_tools.pkgs import require
+from host_tools.run_host import in_use
 
 PORTS = (2525, 1110, 2323, 2600, 2700, 2526)
 
 
-def _busy(port):
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.fixture
 def system(tmp_path):
-    busy = [p for p in PORTS if _busy(p)]
+    busy = in_use(list(PORTS))
     assert not busy, f"ports of the host profile in use (is `make run` already running?): {busy}"
     p = _start(["--dir", str(tmp_path)])
     try:
@@ -190,7 +186,7 @@ def test_ctrl_c_stops_the_unix_port_gateway_through_its_console(tmp_path):
     """`make run UPY=…`: the gateway under the unix port gets no SIGINT of its own
     (a SIGINT in the middle of a collection can lock its heap: a crash at
     Ctrl-C instead of a stop), and its mail is on flash for the next run."""
-    busy = [p for p in PORTS if _busy(p)]
+    busy = in_use(list(PORTS))
     assert not busy, f"ports of the host profile in use (is `make run` already running?): {busy}"
     p = _start(["--dir", str(tmp_path), "--upy", "512K"])
     try:
