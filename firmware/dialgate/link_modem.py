@@ -86,15 +86,27 @@ class ModemLink(Link):
         return self.state == "up" and self.alive()
 
     async def _watch(self):
-        """Notice a carrier drop within CARRIER_POLL_MS, even with nobody asking."""
+        """Notice a carrier drop within CARRIER_POLL_MS, even with nobody asking.
+        A port that cannot be asked (a USB adapter unplugged: OSError) has lost
+        the connection too. Any other failure (MemoryError) costs one poll, not
+        the watcher: without it a drop would wait for the session's timeouts."""
         try:
             while self.state == "up":
-                if not self.alive():
-                    log.warn("link: connection lost (%s)", "NO CARRIER" if self.carrier() is False else "PPP down")
+                why = None
+                try:
+                    if self.alive():
+                        self._count()
+                    else:
+                        why = "NO CARRIER" if self.carrier() is False else "PPP down"
+                except OSError as e:
+                    why = "modem port failed: " + compat.exc_text(e)
+                except Exception:
+                    compat.gc_collect()
+                if why is not None:
+                    log.warn("link: connection lost (%s)", why)
                     self._set("down")
                     await self._close(False)
                     return
-                self._count()
                 await asyncio.sleep(_CARRIER_POLL_MS / 1000)
         except asyncio.CancelledError:
             pass

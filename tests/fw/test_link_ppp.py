@@ -19,6 +19,8 @@ class Line:
         self.carrier = False
         self.sent = []
         self.ppp = None
+        self.dcd_error = None  # raised by the next reads of DCD (a port that cannot be asked)
+        self.dcd_errors = 0
 
 
 LINE = Line()
@@ -75,6 +77,9 @@ class Pin:
                     LINE.carrier = False  # &D2: DTR off hangs up
                     LINE.out.extend(b"\r\nNO CARRIER\r\n")
             return 0 if LINE.dtr_on else 1
+        if LINE.dcd_errors:
+            LINE.dcd_errors -= 1
+            raise LINE.dcd_error
         return 0 if LINE.carrier else 1  # DCD, low = carrier
 
 
@@ -194,6 +199,50 @@ def test_carrier_loss_takes_the_link_down():
 
         run(go())
     finally:
+        teardown()
+
+
+def test_a_port_that_fails_to_answer_takes_the_link_down():
+    """The carrier watcher: a MemoryError in one poll costs that poll only; an
+    OSError reading DCD (a USB adapter unplugged) is a lost connection, logged.
+    Before, either ended the watcher and the link stayed "up" with nobody to
+    notice the drop but the session's own timeouts."""
+    from dialgate import link_modem
+
+    said = []
+    real = link_modem.log.warn
+    link_modem.log.warn = lambda msg, *args: said.append(msg % args)
+    lk = setup()
+    try:
+
+        async def until_down():
+            for _ in range(30):
+                if lk.state == "down":
+                    return
+                await asyncio.sleep(0.1)
+            raise AssertionError("the link stayed " + lk.state)
+
+        async def go():
+            assert await lk.up() == link.UP
+            LINE.dcd_error, LINE.dcd_errors = MemoryError("heap"), 2
+            await asyncio.sleep(1)  # (the watcher polls every 0.25 s)
+            assert LINE.dcd_errors == 0, "the watcher stopped polling"
+            assert lk.state == "up" and not said
+            LINE.carrier = False
+            await until_down()
+            assert said == ["link: connection lost (NO CARRIER)"], said
+            await lk.down()
+            del said[:]
+            assert await lk.up() == link.UP
+            LINE.dcd_error, LINE.dcd_errors = OSError(5, "EIO"), 1000
+            await until_down()
+            assert len(said) == 1 and said[0].startswith("link: connection lost (modem port failed: "), said
+            assert LINE.ppp.calls[-1] == ("disconnect",)
+            await lk.down()
+
+        run(go())
+    finally:
+        link_modem.log.warn = real
         teardown()
 
 
