@@ -227,6 +227,13 @@ def file_size(path):
     return os.stat(path)[6]
 
 
+# How long a spool may reuse a free-space reading (Spool.free), less what it has
+# written since: statvfs walks the whole filesystem on littlefs, more block reads
+# than writing a message (docs/storage.md "Free space"). Only on a board, where
+# the flash is the gateway's alone; a PC's disk is shared, and statvfs is cheap.
+FREE_REUSE_MS = 10000 if MICROPYTHON else 0
+
+
 def disk_free(path):
     """Free bytes available to us on the filesystem holding `path`, or -1 if unknown."""
     st = getattr(os, "statvfs", None)

@@ -40,6 +40,13 @@ class Flash:
             "syncs": self.syncs,
         }
 
+    def used(self):
+        """At most how many octets of the filesystem the writes counted so far have
+        taken: the data, and for each file two 4 KB blocks (littlefs: the last
+        block's rounding, the metadata), so Spool.free's estimate never says more
+        is free than there is."""
+        return self.bytes + self.created * 8192
+
     def create(self, path):
         f = open(path, "wb")
         self.created += 1
@@ -123,6 +130,8 @@ class Spool:
         self.write_size = compat.io_buffer(write_buffer)  # octets each SpoolWriter gathers per file write
         self.links = compat.HAS_LINK if links is None else links
         self.flash = Flash()
+        self._free_at = None  # ticks of the last free-space reading (free())
+        self._free = 0  # that reading plus flash.used() then
         self.boot = ""
         self._boot_text = ""  # this boot's counter, while it is not on flash yet
         self._seq = 0
@@ -275,16 +284,26 @@ class Spool:
 
     # ---- space ----
 
-    def free(self):
-        """Free octets above the reserve (negative below it), or None if the runtime cannot tell."""
+    def free(self, need=0):
+        """Free octets above the reserve (negative below it), or None if the runtime cannot tell.
+        Within compat.FREE_REUSE_MS of the last reading (a board), that reading less
+        what Flash's writes since can have taken (Flash.used), while it leaves more
+        than the reserve again above `need`; nearer the reserve, or later, statvfs
+        is asked afresh."""
+        if self._free_at is not None:
+            f = self._free - self.flash.used() - self.reserve
+            if f > self.reserve + need and compat.ticks_diff(compat.ticks_ms(), self._free_at) < compat.FREE_REUSE_MS:
+                return f
         f = compat.disk_free(self.root)
         if f < 0:
             return None
+        self._free_at = compat.ticks_ms()
+        self._free = f + self.flash.used()
         return f - self.reserve
 
     def has_room(self, size=0):
         """True if free space minus the reserve is at least `size` octets (SIZE=, RFC 1870)."""
-        f = self.free()
+        f = self.free(size)
         return f is None or f >= size
 
     def writer(self):
@@ -503,7 +522,7 @@ class SpoolWriter:
             raise OSError("spool writer is closed")
         n = len(data)
         if self._budget is not None and self.size + n > self._budget:
-            self._budget = self.spool.free()
+            self._budget = self.spool.free(self.size + n)
             if self._budget is not None and self.size + n > self._budget:
                 self.abort()
                 raise SpoolFull(_ENOSPC, "spool full (reserve reached)")

@@ -264,6 +264,41 @@ def test_recovery_cleans_tmp_finishes_fanout_and_frees_orphans():
             fwtest.rmtree(sp.root)
 
 
+def test_a_free_space_reading_is_reused_and_read_afresh_near_the_reserve():
+    """A board reuses a statvfs reading for compat.FREE_REUSE_MS, less what the
+    spool wrote since (statvfs walks the whole of littlefs, docs/storage.md "Free
+    space"): five messages, ten asks, one reading. Within one more reserve of the
+    limit it asks afresh, so the refusal near full stays exact."""
+    sp = new_spool("spfree")
+    real, reuse = compat.disk_free, compat.FREE_REUSE_MS
+    calls = []
+
+    def counted(path):
+        calls.append(path)
+        return real(path)
+
+    compat.disk_free = counted
+    compat.FREE_REUSE_MS = 60000
+    try:
+        if real(sp.root) < 0:
+            fwtest.skip("no statvfs on this runtime")
+        for _ in range(5):
+            assert sp.has_room(100)
+            put(sp, b"x" * 998 + b"\r\n", [local("alice")])
+        assert len(calls) == 1, calls
+        left = sp._free - sp.flash.used()  # what the reading says is free now
+        sp.reserve = left // 2 + 1  # less than one more reserve above it: asked afresh
+        assert sp.has_room(0) and len(calls) == 2, calls
+        sp.reserve = real(sp.root) + 1
+        assert not sp.has_room(0) and len(calls) == 3, calls
+        sp.reserve = 0
+        compat.FREE_REUSE_MS = 0  # (a PC's: every ask reads)
+        assert sp.has_room(0) and sp.has_room(0) and len(calls) == 5, calls
+    finally:
+        compat.disk_free, compat.FREE_REUSE_MS = real, reuse
+        fwtest.rmtree(sp.root)
+
+
 def test_reserve_refuses_before_anything_is_promised():
     sp = new_spool("sp8")
     try:
@@ -286,7 +321,7 @@ def test_full_mid_write_aborts_only_that_message():
     sp = new_spool("sp9")
     try:
         kept = put(sp, b"keep me\r\n", [local("alice")])
-        sp.free = lambda: 5000  # pretend only 5000 octets remain above the reserve
+        sp.free = lambda need=0: 5000  # pretend only 5000 octets remain above the reserve
         w = sp.writer()
         try:
             for _ in range(100):
