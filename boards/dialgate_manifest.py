@@ -68,6 +68,7 @@ package(
         "stats_console.py",
         "users.py",
         "users_console.py",
+        "users_edit.py",
     ],
     base_path="../firmware",
 )

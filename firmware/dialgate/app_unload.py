@@ -42,7 +42,7 @@ SHARED = (
     ("smtp_data", ("multidrop", "smtp_server"), ()),
     ("dotstuff", ("pop3_server", "smtp_client"), ()),
     ("delivery", ("multidrop",), ("router",)),
-    ("users", (), ("users",)),
+    ("users", ("users_edit",), ("users",)),
     ("auth", ("odmr_client", "pop3_client", "pop3_server", "pop3_service", "smtp_auth"),
      ("auth_throttle", "console_throttle")),
     ("limits", ("auth", "header_scan", "multidrop", "pop3_client", "pop3_server", "pop3_service",

@@ -61,6 +61,7 @@ class Commands:
                 self.lazy[w] = mod
             compat.unload("dialgate." + mod)
         compat.unload("dialgate.console_login")  # loaded by a login, not by a command
+        compat.unload("dialgate.users_edit")  # loaded by the user store's first change
 
     def add(self, name, fn, usage, summary, secret=False):
         self.table[name] = (fn, usage, summary)

@@ -20,7 +20,8 @@ def _save(gw, value):
 
 def cmd_passwd(gw, args):
     need(args, 1, "console passwd PASSWORD")
-    from .users import hash_password, valid_password
+    from .users import hash_password
+    from .users_edit import valid_password
 
     if len(args) > 1 or not valid_password(args[0]):
         raise CommandError("bad password: 1-128 printable characters, no spaces")

@@ -62,6 +62,50 @@ def test_store_persists_and_checks():
         fwtest.rmtree(d)
 
 
+def test_a_right_password_is_remembered_and_a_wrong_one_pays_in_full():
+    """A POP3 client polling with its right password pays the PBKDF2 once; a
+    wrong password (or an unknown user) pays all of it every time, a changed
+    password never passes with the old one, and a deleted user is forgotten."""
+    from dialgate import users
+
+    d = fwtest.tempdir("usr")
+    real = compat.pbkdf2_sha256
+    runs = []
+
+    def counted(*a):
+        runs.append(a[2])
+        return real(*a)
+
+    compat.pbkdf2_sha256 = counted
+    try:
+        st = UserStore(d + "/users.json", iterations=1000)
+        st.add("alice", "Wonder-1")
+        del runs[:]
+
+        def cost(name, password, ok):
+            n = len(runs)
+            assert st.check_password(name, password) is ok, (name, password)
+            return len(runs) - n
+
+        assert cost("alice", "Wonder-1", True) == 1
+        assert [cost("alice", "Wonder-1", True) for _ in range(3)] == [0, 0, 0]
+        assert cost("alice", "Wonder-2", False) == 1  # a guess: the whole PBKDF2
+        assert cost("alice", "Wonder-1", True) == 0
+        cost("carol", "Wonder-1", False)  # (the first unknown user also makes the dummy hash)
+        assert cost("carol", "Wonder-1", False) == 1
+        st.set_password("alice", "Second-2")
+        del runs[:]
+        assert cost("alice", "Wonder-1", False) == 1
+        assert cost("alice", "Second-2", True) == 1
+        assert cost("alice", "Second-2", True) == 0
+        st.delete("alice")
+        assert cost("alice", "Second-2", False) == 1 and st._right == {}
+        assert users.compat.pbkdf2_sha256 is counted  # (what the store calls)
+    finally:
+        compat.pbkdf2_sha256 = real
+        fwtest.rmtree(d)
+
+
 def test_apop_secret_kept_apart_when_enabled():
     d = fwtest.tempdir("us")
     try:
