@@ -40,6 +40,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -366,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FlashError, TlsError) as e:
         print(f"make flash: {e}", file=sys.stderr)
         return 1
-    except (TransportError, OSError) as e:  # unplugged or reset half-way: run make flash again
+    except (TransportError, OSError, struct.error) as e:  # unplugged or reset half-way: run make flash again
+        # (mpremote's raw paste unpacks the board's 2-octet window reply: a board
+        # gone mid-paste leaves it short, a struct.error and no TransportError)
         print(f"make flash: lost the board on {a.port} ({e}); run make flash again", file=sys.stderr)
         return 1
     return 0

@@ -220,3 +220,18 @@ def test_flash_a_board_that_goes_away_half_way(tmp_path):
     first = r.stdout.splitlines()[0]
     total = int(first.split(" of ")[1].split()[0])
     assert f"; {total - len(written) + 1} of " in first or f"; {total - len(written)} of " in first, (first, written)
+
+
+def test_a_board_gone_mid_paste_is_one_line_too(monkeypatch, capsys):
+    """Where the board vanishes decides what mpremote raises: in the middle of a
+    raw paste its 2-octet window reply comes short, a struct.error, which once
+    ended make flash with a traceback (seen in the test above, 1 run in many)."""
+    import struct
+
+    def gone(a, say):
+        raise struct.error("unpack requires a buffer of 2 bytes")
+
+    monkeypatch.setattr(deploy, "flash", gone)
+    assert deploy.main(["--board", "pico_w", "--port", "/dev/ttyACM9"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("make flash: lost the board on /dev/ttyACM9"), err
