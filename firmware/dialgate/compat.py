@@ -229,7 +229,7 @@ def file_size(path):
 
 # How long a spool may reuse a free-space reading (Spool.free), less what it has
 # written since: statvfs walks the whole filesystem on littlefs, more block reads
-# than writing a message (docs/storage.md "Free space"). Only on a board, where
+# than writing a message (docs/storage.md "Free-space guard"). Only on a board, where
 # the flash is the gateway's alone; a PC's disk is shared, and statvfs is cheap.
 FREE_REUSE_MS = 10000 if MICROPYTHON else 0
 
