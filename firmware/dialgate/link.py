@@ -86,6 +86,8 @@ class Link:
             outcome = FAILED
         finally:
             self._busy = False
+            if self.state == "dialling":  # (cancelled: the outcome below never comes)
+                self._set("down")
         self.last = outcome
         if outcome == UP:
             self.sessions += 1

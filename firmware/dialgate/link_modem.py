@@ -46,6 +46,17 @@ class ModemLink(Link):
         except (OSError, ValueError) as e:  # pyserial's SerialException is an OSError
             log.error("link: cannot open modem port %s: %s", self.st.port, compat.exc_text(e))
             return NO_PORT
+        try:
+            return await self._dial(modem, Dialer)
+        except BaseException:
+            # Whatever ended the call half way (the port failing under the dial,
+            # PPP's setup raising after CONNECT, a cancel), the port is not left
+            # open with DTR on: a modem that connects, or has, would stay online,
+            # billed, with nobody watching the carrier.
+            self._drop()
+            raise
+
+    async def _dial(self, modem, Dialer):
         self.dialer = Dialer(self.port, self.st)
         call = await self.dialer.connect()
         self.last_call = call
@@ -119,6 +130,23 @@ class ModemLink(Link):
             self.watch.cancel()
         self.watch = None
         await self._close(True)
+
+    def _drop(self):
+        """Drop DTR (&D2: the modem hangs up) and close the port, at once and
+        without raising: for a dial that ended by an exception."""
+        port = self.port
+        self.port = None
+        self.dialer = None
+        if port is None:
+            return
+        try:
+            port.set_dtr(False)
+        except Exception:  # a failed port: it is still closed
+            pass
+        try:
+            port.close()
+        except Exception:
+            pass
 
     async def _close(self, hang_up):
         port = self.port

@@ -48,6 +48,16 @@ class PPPLink(ModemLink):
     def alive(self):
         return self.carrier() is not False and self.ppp is not None and self.ppp.isconnected()
 
+    def _drop(self):
+        ppp = self.ppp
+        self.ppp = None
+        if ppp is not None:
+            try:
+                ppp.disconnect()  # the UART back from PPP before DTR drops
+            except Exception:
+                pass
+        ModemLink._drop(self)
+
     async def _disconnecting(self):
         ppp = self.ppp
         self.ppp = None

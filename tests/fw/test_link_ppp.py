@@ -21,6 +21,7 @@ class Line:
         self.ppp = None
         self.dcd_error = None  # raised by the next reads of DCD (a port that cannot be asked)
         self.dcd_errors = 0
+        self.fail_after = None  # a command after which the port's reads fail (OSError)
 
 
 LINE = Line()
@@ -32,6 +33,8 @@ class UART:
         self.baudrate = baudrate
 
     def any(self):
+        if LINE.fail_after is not None and any(c.startswith(LINE.fail_after) for c in LINE.sent):
+            raise OSError(5, "EIO")
         return len(LINE.out)
 
     def readinto(self, buf, n):
@@ -88,6 +91,7 @@ class PPP:
     SEC_PAP = 1
     SEC_CHAP = 2
     comes_up = True
+    fails = None  # connect() raises it
 
     def __init__(self, stream):
         self.stream = stream
@@ -98,6 +102,8 @@ class PPP:
 
     def connect(self, security=0, user=None, key=None):
         self.calls.append(("connect", security, user, key))
+        if PPP.fails is not None:
+            raise PPP.fails
         self.owns = True
         self.connected = PPP.comes_up
 
@@ -126,6 +132,7 @@ def setup(over=None):
     global LINE
     LINE = Line()
     PPP.comes_up = True
+    PPP.fails = None
     sys.modules["machine"] = FakeMachine
     sys.modules["network"] = FakeNetwork
     cfg = {"link.type": "ppp", "modem.port": "uart:1", "modem.dtr_pin": 5, "modem.dcd_pin": 6,
@@ -267,6 +274,46 @@ def test_hangup_while_ppp_negotiates():
             await lk.down()
             assert await t == link.PPP_FAILED
             assert not LINE.carrier and lk.state == "down"
+
+        run(go())
+    finally:
+        teardown()
+
+
+def test_a_dial_that_ends_by_an_exception_leaves_the_modem_on_hook():
+    """The port failing under the dial after ATD, PPP's setup raising after
+    CONNECT, the dial's task cancelled: each drops DTR (the modem hangs up,
+    &D2) and forgets the port. Before, the port stayed open with DTR on, and a
+    modem that had connected stayed online with no watcher and no session."""
+    lk = setup({"modem.connect_timeout": 5})
+    try:
+        LINE.fail_after = "ATD"  # the modem dials; the port fails before its answer is read
+
+        async def go():
+            assert await lk.up() == link.NO_PORT
+            assert not LINE.dtr_on and not LINE.carrier, "DTR left on after a failed dial"
+            assert lk.port is None and lk.state == "down"
+            LINE.fail_after = None
+            PPP.fails = OSError(12, "ENOMEM")  # connected, then PPP cannot start
+            assert await lk.up() == link.NO_PORT
+            assert LINE.sent[-1].startswith("ATD"), LINE.sent
+            assert not LINE.carrier, "the call stayed up after PPP failed to start"
+            assert LINE.ppp.calls[-1] == ("disconnect",) and lk.ppp is None and lk.port is None
+            PPP.fails = None
+            LINE.dial_result = b""  # no answer yet: the dial waits for one
+            t = asyncio.create_task(lk.up())
+            await asyncio.sleep(0.3)
+            assert LINE.dtr_on and LINE.sent[-1].startswith("ATD")
+            t.cancel()
+            try:
+                await t
+            except asyncio.CancelledError:
+                pass
+            assert not LINE.dtr_on and lk.port is None, "a cancelled dial left DTR on"
+            assert lk.state == "down", lk.state
+            LINE.dial_result = Line().dial_result
+            assert await lk.up() == link.UP  # and the next call dials afresh
+            await lk.down()
 
         run(go())
     finally:
