@@ -158,6 +158,14 @@ def replace(src, dst):
         os.rename(src, dst)
 
 
+def settle(path):
+    """Before reading a small file put through `path + ".tmp"` (spool.Flash.put):
+    a put cut inside replace() on a VFS that removes first (FAT) left only the
+    tmp, complete (renamed only after its fsync): put it in place."""
+    if not exists(path) and exists(path + ".tmp"):
+        replace(path + ".tmp", path)
+
+
 def exists(path):
     try:
         os.stat(path)

@@ -85,15 +85,20 @@ class Flash:
         compat.sync_dir(path)
         self.syncs += 1
 
-    def put(self, path, tmp, text):
-        """Replace the small file `path` by `text` atomically (old or new, never neither)."""
+    def put(self, path, tmp, text, private=False):
+        """Replace the small file `path` by `text` atomically (old or new, never
+        neither), durable when it returns; `private`: owner-only (0600) before
+        it takes the name (passwords). A reader of a file that is put with the
+        tmp `path + ".tmp"` calls compat.settle(path) first."""
         f = self.create(tmp)
         try:
             self.write(f, text.encode())
         finally:
             self.finish(f)
+        if private:
+            compat.chmod_private(tmp)
         self.rename(tmp, path)
-        self.sync_dir(path.rsplit("/", 1)[0])
+        self.sync_dir(path.rsplit("/", 1)[0] if "/" in path else ".")
 
 
 def valid_id(msg_id):

@@ -52,10 +52,7 @@ def same(a, b):
 
 
 def _read_json(path):
-    if not compat.exists(path) and compat.exists(path + ".tmp"):
-        # cut inside compat.replace on a VFS that removes before renaming (FAT):
-        # the .tmp is complete (it is renamed only after fsync + close)
-        compat.replace(path + ".tmp", path)
+    compat.settle(path)  # (a save cut inside compat.replace on FAT)
     try:
         size = compat.file_size(path)
     except OSError:

@@ -5,7 +5,6 @@ the store never loads it (users.py keeps what routing and logins need)."""
 
 import json
 
-from . import compat
 from .compat import const
 from .mailbox import valid_user
 from .users import hash_password
@@ -99,14 +98,6 @@ def _save_apop(st):
 
 
 def _put(path, text):
-    tmp = path + ".tmp"
-    f = open(tmp, "wb")
-    try:
-        f.write(text.encode())
-        compat.fsync(f)
-    finally:
-        f.close()
-    compat.chmod_private(tmp)
-    compat.replace(tmp, path)
-    d = path.rsplit("/", 1)[0] if "/" in path else "."
-    compat.sync_dir(d)
+    from .spool import Flash  # (resident in a running gateway; `console passwd` needs none of it)
+
+    Flash().put(path, path + ".tmp", text, True)  # compat.settle() in users puts it back after a cut

@@ -116,8 +116,19 @@ def test_config_set_checks_then_saves_for_next_start():
     try:
         gw, p = _gw_from_file(d, {"profile": "host", "spool": {"path": d + "/spool"}})
         run = gw.commands.run
-        out = run(gw, "config set net.max_connections 4")
+        synced = []
+        real = compat.sync_dir
+        compat.sync_dir = lambda path: synced.append(path) or real(path)
+        try:
+            out = run(gw, "config set net.max_connections 4")
+        finally:
+            compat.sync_dir = real
         assert out[-1] == "OK" and out[0].startswith("net.max_connections = 4 saved in"), out
+        assert synced == [d], "the config's directory was not synced: %r" % synced  # durable at OK
+        if not compat.MICROPYTHON:  # (a board's VFS has no permissions)
+            import os
+
+            assert os.stat(p).st_mode & 0o777 == 0o600, oct(os.stat(p).st_mode)  # it holds the ISP's password
         out = run(gw, "config set relay.smarthost smtp.isp.test:587")
         assert out[-1] == "OK", out
         assert run(gw, "config set smtp.listen [\"127.0.0.1:2600\", \"127.0.0.1:2601\"]")[-1] == "OK"
@@ -132,12 +143,16 @@ def test_config_set_checks_then_saves_for_next_start():
         assert run(gw, "config set net.max_connections") == ["ERR usage: config set KEY VALUE"]
         with open(p) as f:
             assert f.read() == before  # a refused value leaves the file as it was
-        assert not compat.exists(p + ".new")
+        assert not compat.exists(p + ".tmp")
         gw.commands.unload()  # the next start sees the file without this gateway's console in the heap
         compat.unload("dialgate.config_edit")
-        before = out = None
+        before = out = synced = real = None
         compat.gc_collect()
-        cfg = config.load(p)  # what the next start sees
+        # what the next start sees, after a save cut inside compat.replace on FAT
+        # (removed, not yet renamed): config_load puts the complete tmp in place
+        compat.replace(p, p + ".tmp")
+        cfg = config.load(p)
+        assert compat.exists(p) and not compat.exists(p + ".tmp")
         assert cfg["net.max_connections"] == 4
         assert cfg["relay.smarthost"] == "smtp.isp.test:587"
         assert cfg["smtp.listen"] == ["127.0.0.1:2600", "127.0.0.1:2601"]
