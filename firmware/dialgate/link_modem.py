@@ -99,8 +99,11 @@ class ModemLink(Link):
     async def _watch(self):
         """Notice a carrier drop within CARRIER_POLL_MS, even with nobody asking.
         A port that cannot be asked (a USB adapter unplugged: OSError) has lost
-        the connection too. Any other failure (MemoryError) costs one poll, not
-        the watcher: without it a drop would wait for the session's timeouts."""
+        the connection too. Any other failure costs one poll, not the watcher:
+        without it a drop would wait for the session's timeouts. A MemoryError
+        is a board's full heap; anything else is a bug, logged with its
+        traceback once a call (not four times a second)."""
+        noted = False
         try:
             while self.state == "up":
                 why = None
@@ -111,8 +114,12 @@ class ModemLink(Link):
                         why = "NO CARRIER" if self.carrier() is False else "PPP down"
                 except OSError as e:
                     why = "modem port failed: " + compat.exc_text(e)
-                except Exception:
+                except MemoryError:
                     compat.gc_collect()
+                except Exception as e:
+                    if not noted:
+                        noted = True
+                        log.exception("link: carrier watch", e)
                 if why is not None:
                     log.warn("link: connection lost (%s)", why)
                     self._set("down")

@@ -217,8 +217,11 @@ def test_a_port_that_fails_to_answer_takes_the_link_down():
     from dialgate import link_modem
 
     said = []
+    bugs = []
     real = link_modem.log.warn
+    real_exc = link_modem.log.exception
     link_modem.log.warn = lambda msg, *args: said.append(msg % args)
+    link_modem.log.exception = lambda msg, e: bugs.append("%s: %s" % (msg, type(e).__name__))
     lk = setup()
     try:
 
@@ -241,6 +244,10 @@ def test_a_port_that_fails_to_answer_takes_the_link_down():
             await lk.down()
             del said[:]
             assert await lk.up() == link.UP
+            LINE.dcd_error, LINE.dcd_errors = ValueError("a bug"), 3
+            await asyncio.sleep(1)
+            assert LINE.dcd_errors == 0 and lk.state == "up", "the watcher stopped polling"
+            assert bugs == ["link: carrier watch: ValueError"], bugs  # once, not at each poll
             LINE.dcd_error, LINE.dcd_errors = OSError(5, "EIO"), 1000
             await until_down()
             assert len(said) == 1 and said[0].startswith("link: connection lost (modem port failed: "), said
@@ -250,6 +257,7 @@ def test_a_port_that_fails_to_answer_takes_the_link_down():
         run(go())
     finally:
         link_modem.log.warn = real
+        link_modem.log.exception = real_exc
         teardown()
 
 
