@@ -131,15 +131,63 @@ async def start_tls_server(stream, ctx):
 
 # ---- group commit: the spool's fsyncs in worker threads (docs/storage.md "Commit") ----
 
-_POOL = []  # the executor, made on first use: a gateway that never commits starts no thread
+_POOL = []  # the syncer, made on first use: a gateway that never commits starts no thread
 _WORKERS = 4  # fsyncs in flight at once; the kernel's journal joins concurrent ones anyway
 
 
-def _executor():
-    if not _POOL:
-        from concurrent.futures import ThreadPoolExecutor
+class _Syncer:
+    """Worker threads that run a round's syncs (spool.sync) in parallel and wake
+    the loop once, when the round's last one is done. A ThreadPoolExecutor with
+    run_in_executor and gather costs each fsync a concurrent Future, a chained
+    asyncio future, a wake-up of the loop and the workers' Python around them,
+    all under the GIL the loop needs for its sessions."""
 
-        _POOL.append(ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="dialgate-fsync"))
+    def __init__(self, n):
+        import queue
+        import threading
+
+        self.q = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        for i in range(n):
+            # daemon: an exit never waits for a disk; a commit cut there was not
+            # acknowledged, and recovery at the next start finishes or drops it
+            threading.Thread(target=self._work, name="dialgate-fsync-%d" % i, daemon=True).start()
+
+    def _work(self):
+        from .spool import sync
+
+        get = self.q.get
+        while True:
+            rnd, i = get()
+            try:
+                sync(rnd[1][i])
+            except BaseException as e:  # reported to the round's jobs, as an OSError
+                rnd[2][i] = e
+            with self.lock:
+                rnd[3] -= 1
+                last = not rnd[3]
+            if last:
+                rnd[0].call_soon_threadsafe(_round_done, rnd)
+
+    async def run(self, items):
+        """Sync `items`, each in a worker -> their errors (None where it succeeded)."""
+        loop = asyncio.get_running_loop()  # type: ignore  # CPython only (board stubs lack it)
+        fut = loop.create_future()
+        rnd = [loop, items, [None] * len(items), len(items), fut]
+        put = self.q.put
+        for i in range(len(items)):
+            put((rnd, i))
+        return await fut
+
+
+def _round_done(rnd):
+    if not rnd[4].done():
+        rnd[4].set_result(rnd[2])
+
+
+def _syncer():
+    if not _POOL:
+        _POOL.append(_Syncer(_WORKERS))
     return _POOL[0]
 
 
@@ -211,13 +259,8 @@ async def _sync(live, files):
                 want.setdefault(x if isinstance(x, str) else id(x), (x, []))[1].append(e)
     if not want:
         return []
-    from .spool import sync as spool_sync
-
-    loop = asyncio.get_running_loop()  # type: ignore
-    pool = _executor()
     items = list(want.values())
-    res = await asyncio.gather(*[loop.run_in_executor(pool, spool_sync, x) for x, _es in items],
-                               return_exceptions=True)  # type: ignore
+    res = await _syncer().run([x for x, _es in items])
     touched = {}
     for (x, es), r in zip(items, res):
         if isinstance(r, BaseException):
