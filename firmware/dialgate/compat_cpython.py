@@ -167,7 +167,10 @@ class _Syncer:
                 rnd[3] -= 1
                 last = not rnd[3]
             if last:
-                rnd[0].call_soon_threadsafe(_round_done, rnd)
+                try:
+                    rnd[0].call_soon_threadsafe(_round_done, rnd)
+                except RuntimeError:  # its loop closed meanwhile: no one to tell, and the worker lives on
+                    pass
 
     async def run(self, items):
         """Sync `items`, each in a worker -> their errors (None where it succeeded)."""

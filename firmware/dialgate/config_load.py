@@ -156,7 +156,6 @@ def _intern_keys():
     key a module, on the unix port: docs/architecture.md "Memory"). Only here,
     for the gateway's one config: 118 more names can cost a board a new qstr
     pool in one block, which a test building configs at 128K cannot spare."""
-    compat.gc_collect()  # the files' text is garbage: the schema's dict grows in ~2 KB blocks
     for k in schema():
         compat.intern(k)
     compat.gc_collect()  # the first schema dict is garbage before build() reads the second

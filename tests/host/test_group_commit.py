@@ -321,3 +321,45 @@ def test_a_multidrop_commit_waits_in_the_group_committer_and_dele_waits_for_it()
         assert _listed(sp) == 1
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_round_whose_loop_closed_meanwhile_keeps_every_worker():
+    """An fsync that returns after its event loop has closed (a test's loop, or a
+    stop that did not wait) has no one to tell: the worker that finished it lives
+    on. Before, call_soon_threadsafe's RuntimeError ended the worker thread, and
+    a process that lost all of them would wait for its next commit forever."""
+    from dialgate import compat_cpython as cc
+
+    d = fwtest.tempdir("gc-closed")
+    gate = threading.Event()
+    real = compat.sync_dir
+
+    def slow(path):
+        gate.wait(10)
+        real(path)
+
+    def workers():
+        return [t for t in threading.enumerate() if t.name.startswith("dialgate-fsync-") and t.is_alive()]
+
+    compat.sync_dir = slow
+    try:
+        async def start():
+            asyncio.ensure_future(cc._syncer().run([d] * cc._WORKERS))
+            await asyncio.sleep(0.1)  # every worker inside its fsync
+
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(start())
+        for t in asyncio.all_tasks(loop):
+            t.cancel()
+        loop.close()
+        assert len(workers()) == cc._WORKERS
+        gate.set()  # the fsyncs return, to a closed loop
+        threading.Event().wait(0.3)
+        assert len(workers()) == cc._WORKERS, "a worker died reporting to a closed loop"
+        compat.sync_dir = real
+        got = asyncio.run(asyncio.wait_for(cc._syncer().run([d] * cc._WORKERS), 5))
+        assert got == [None] * cc._WORKERS
+    finally:
+        compat.sync_dir = real
+        gate.set()
+        shutil.rmtree(d, ignore_errors=True)
