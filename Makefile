@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 UPY := $(abspath $(VENV)/bin/micropython)
 # The board budget: ~100 KB of Python heap on a Pico W / ESP32 (docs/architecture.md).
 UPY_HEAP ?= 128K
+# pytest's worker processes (make test-py): most host tests wait on a modem, a call's
+# idle hang-up or a peer, not a CPU, so two halve the run on a 2-core machine (docs/testing.md)
+TEST_JOBS ?= 2
 BOARD ?= pico_w
 PORT ?=
 # make firmware: a MicroPython source tree to build an image with dialgate frozen in (docs/boards.md)
@@ -49,7 +52,7 @@ lint: $(STAMP)
 	$(PY) -m host_tools.lint_firmware --typecheck esp32 --stubs $(VENV)/stubs/esp32
 
 test-py: $(STAMP)
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile --durations=15 tests
 
 test-upy: $(STAMP)
 	$(PY) -m host_tools.upy_test --micropython $(UPY) --heap $(UPY_HEAP)

@@ -10,10 +10,12 @@ error, never a skip.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 # package -> a program that proves it is installed
 PROGRAMS = {"swaks": "swaks", "fetchmail": "fetchmail", "postfix": "/usr/sbin/postfix", "ppp": "/usr/sbin/pppd",
@@ -29,18 +31,31 @@ def _have(pkg: str) -> bool:
 
 
 def ensure(*pkgs: str) -> str | None:
-    """Install missing packages. Returns None on success, else why not."""
-    global _updated
-    missing = [p for p in pkgs if not _have(p)]
-    if not missing:
+    """Install missing packages. Returns None on success, else why not.
+
+    `make test` runs pytest in two worker processes: two fixtures asking at
+    once take turns on a lock file (and apt waits for dpkg's own lock, which
+    another apt on the machine may hold), the second seeing what the first
+    installed."""
+    if not [p for p in pkgs if not _have(p)]:
         return None
     if os.geteuid() != 0:
-        return f"needs {' '.join(missing)} and we are not root to apt-get install it"
+        return f"needs {' '.join(p for p in pkgs if not _have(p))} and we are not root to apt-get install it"
+    with open(os.path.join(tempfile.gettempdir(), "dialgate-apt.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _install([p for p in pkgs if not _have(p)])
+
+
+def _install(missing: list[str]) -> str | None:
+    global _updated
+    if not missing:
+        return None
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    wait = ["-o", "DPkg::Lock::Timeout=600"]
     if not _updated:
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=False, timeout=600)
+        subprocess.run(["apt-get", *wait, "update", "-q"], env=env, capture_output=True, check=False, timeout=600)
         _updated = True
-    r = subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env,
+    r = subprocess.run(["apt-get", *wait, "install", "-y", "-q", "--no-install-recommends", *missing], env=env,
                        capture_output=True, text=True, check=False, timeout=900)
     still = [p for p in missing if not _have(p)]
     if still:
