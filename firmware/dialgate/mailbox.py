@@ -40,6 +40,11 @@ class Maildrops:
     def __init__(self, spool):
         self.spool = spool
         self._held = {}  # user -> OS lock handle (None on MicroPython)
+        # CPython: user -> {entry name: size} from the last listing. A stored
+        # message never changes and its id is never reused, so the next login
+        # (a mail client polling with "leave on server") stats only what is
+        # new. A board's littlefs lists sizes itself, and its heap has no room.
+        self._sizes = None if compat.MICROPYTHON else {}
 
     def open(self, user):
         """Lock and open `user`'s maildrop -> Maildrop. Raises Locked, or ValueError for a bad name."""
@@ -103,6 +108,8 @@ class Maildrops:
             os.rmdir(self.spool.mail_dir(user))
         except OSError:
             pass
+        if self._sizes:
+            self._sizes.pop(user, None)
 
 
 class Maildrop:
@@ -116,7 +123,9 @@ class Maildrop:
         self.drops = drops
         self.user = user
         self.dir = drops.spool.mail_dir(user)
-        self._msgs = _snapshot(self.dir, drops.spool.path("body") + "/", drops.spool.inflight)
+        sizes = drops._sizes
+        known = None if sizes is None else sizes.setdefault(user, {})
+        self._msgs = _snapshot(self.dir, drops.spool.path("body") + "/", drops.spool.inflight, known)
         self._open = True
 
     def messages(self):
@@ -204,13 +213,15 @@ class MessageList:
         return (self.uid(i), self.sizes[i])
 
 
-def _snapshot(path, body_dir, hide):
+def _snapshot(path, body_dir, hide, known=None):
     """List a maildrop directory into a MessageList sorted by uid (= by age).
 
     Two passes over compat.files_in (entry by entry, no list of names): one to
     size the arrays, one to fill them. littlefs lists names sorted, with their
     sizes, so a board neither sorts nor stats. A stub whose body is gone
-    (cannot happen by design) is never shown.
+    (cannot happen by design) is never shown. `known`: {entry name: size}
+    from the last listing (CPython), used instead of a stat and left holding
+    this listing's entries only.
     """
     count = octets = 0
     try:
@@ -222,22 +233,30 @@ def _snapshot(path, body_dir, hide):
     out = MessageList(count, octets)
     last = ""
     in_order = True
+    old = known
+    if known is not None:
+        known = {}
     for name, size in compat.files_in(path):
         stub = name.endswith(_REF)
         uid = name[: -len(_REF)] if stub else name
         if hide and uid in hide:
             continue
-        try:
-            if stub:
-                size = compat.file_size(body_dir + uid)
-            elif size < 0:
-                size = compat.file_size(path + "/" + name)
-        except OSError:
-            continue
+        if stub or size < 0:
+            size = old.get(name, -1) if old else -1
+            if size < 0:
+                try:
+                    size = compat.file_size(body_dir + uid if stub else path + "/" + name)
+                except OSError:
+                    continue
+            if known is not None:
+                known[name] = size
         if not out.add(uid, size, stub):
             break
         in_order = in_order and uid > last
         last = uid
+    if old is not None:  # (the caller's dict: this listing's entries only)
+        old.clear()
+        old.update(known)
     if in_order:
         return out
     srt = MessageList(out.n, out.ends[out.n - 1])

@@ -38,6 +38,50 @@ def test_sizes_are_octets_and_listing_is_a_snapshot():
         fwtest.rmtree(sp.root)
 
 
+def test_a_second_login_stats_only_what_is_new():
+    """CPython: the sizes of the last listing are kept per maildrop (a stored
+    message never changes and its id is never reused), so a mail client that
+    polls with "leave on server" costs one stat per new message, not per
+    message; what was deleted leaves the table. A board keeps none (its
+    littlefs lists sizes; its heap has no room)."""
+    sp = _spool()
+    real = compat.file_size
+    stats = []
+
+    def counting(path):
+        stats.append(path)
+        return real(path)
+
+    try:
+        if compat.MICROPYTHON:
+            assert sp.maildrops._sizes is None
+            return
+        a = _put(sp, ["alice"], b"a\r\n")
+        b = _put(sp, ["alice", "bob"], b"bb\r\nbb\r\n")  # bob's copy may be a stub for body/
+        compat.file_size = counting
+        md = sp.maildrops.open("alice")
+        assert list(md.messages()) == [(a, 3), (b, 8)]
+        md.close()
+        assert len(stats) == 2, stats
+        del stats[:]
+        c = _put(sp, ["alice"], b"ccc\r\n")
+        md = sp.maildrops.open("alice")
+        assert list(md.messages()) == [(a, 3), (b, 8), (c, 5)]
+        assert len(stats) == 1 and stats[0].endswith(c), stats  # only the new one
+        md.expunge([0])
+        md.close()
+        md = sp.maildrops.open("alice")
+        assert list(md.messages()) == [(b, 8), (c, 5)]
+        md.close()
+        assert sorted(sp.maildrops._sizes["alice"]) == sorted(n for n, _ in compat.files_in(sp.mail_dir("alice")))
+        md = sp.maildrops.open("bob")
+        assert list(md.messages()) == [(b, 8)]
+        md.close()
+    finally:
+        compat.file_size = real
+        fwtest.rmtree(sp.root)
+
+
 def test_lock_is_exclusive_and_released_by_close():
     sp = _spool()
     try:
