@@ -612,10 +612,11 @@ def run(reps: int, sizes: dict, strace: bool, quick: bool = False) -> tuple[list
             # a tenth of a second each, one round trip per RETR: 3 * reps repetitions
             measure("POP3 RETR 4 KB, 1 client", "msg/s", "higher", lambda s: pop_retr(s, ("p1",), sizes["pop4k"]),
                     3 * reps)
-            notes.append(floor_note(dg, sizes["pop4k"], 3 * reps))
-            print("  " + notes[-1], flush=True)
             measure("POP3 RETR 4 KB, 4 clients", "msg/s", "higher", lambda s: pop_retr(s, POP_USERS, sizes["pop4k"]),
                     3 * reps)
+            dovecot = {r[0].rsplit(", ", 1)[1]: r[3] for r in rows if r[0].startswith("POP3 RETR 4 KB")}
+            notes.append(floor_note(dg, dovecot, sizes["pop4k"], 3 * reps))
+            print("  " + notes[-1], flush=True)
             measure("POP3 RETR 1 MB, 1 client", "msg/s", "higher", lambda s: pop_retr(s, ("big",), sizes["pop1m"]))
             measure(f"POP3 login + UIDL + LIST, {sizes['drop']} messages, warm", "ms", "lower",
                     lambda s: pop_list(s, False))
@@ -658,26 +659,34 @@ def run(reps: int, sizes: dict, strace: bool, quick: bool = False) -> tuple[list
     return rows, notes
 
 
-def floor_note(dg: Side, count: int, times: int) -> str:
-    """dialgate's 1-client POP3 RETR rate against the CPython asyncio floor
-    (host_tools/asyncio_floor.py: an asyncio server that answers RETR from
-    memory), interleaved as the table's loads are."""
+def floor_note(dg: Side, dovecot: dict[str, float], count: int, times: int) -> str:
+    """dialgate's POP3 RETR rates, 1 and 4 clients, against the CPython asyncio
+    floor (host_tools/asyncio_floor.py: an asyncio server that answers RETR from
+    memory), interleaved as the table's loads are; and the floor against
+    `dovecot` (clients -> Dovecot's median from the table, the same run)."""
     from host_tools.asyncio_floor import Floor
 
     floor = Floor()
+    parts = []
     try:
         pop_retr(floor, ("p1",), 1)  # warm up
-        a, b, ratios = [], [], []
-        for _ in range(times):
-            a.append(pop_retr(dg, ("p1",), count))
-            b.append(pop_retr(floor, ("p1",), count))
-            ratios.append(a[-1] / b[-1])
+        for label, users in (("1 client", ("p1",)), ("4 clients", POP_USERS)):
+            a, b, ratios = [], [], []
+            for _ in range(times):
+                a.append(pop_retr(dg, users, count))
+                b.append(pop_retr(floor, users, count))
+                ratios.append(a[-1] / b[-1])
+            ma, mb = statistics.median(a), statistics.median(b)
+            part = (f"{label}: dialgate {ma:,.0f} msg/s, the floor {mb:,.0f} msg/s, dialgate "
+                    f"{statistics.median(ratios):.2f}x the floor ({min(ratios):.2f}–{max(ratios):.2f})")
+            if dovecot.get(label):
+                part += f", the floor {mb / dovecot[label]:.2f}x Dovecot"
+            parts.append(part)
     finally:
         floor.stop()
-    return (f"POP3 RETR 4 KB, 1 client, against the CPython asyncio floor (host_tools/asyncio_floor.py: asyncio's "
-            f"own readline, and a 4 KB message from memory, no file, no parsing): dialgate "
-            f"{statistics.median(a):,.0f} msg/s, the floor {statistics.median(b):,.0f} msg/s, "
-            f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}–{max(ratios):.2f}).")
+    return ("POP3 RETR 4 KB against the CPython asyncio floor (host_tools/asyncio_floor.py: asyncio's own readline, "
+            "and a 4 KB message from memory, no file, no parsing; one thread, as dialgate's loop): "
+            + "; ".join(parts) + ".")
 
 
 def floor_smtp_note(dg: Side, postfix: dict[str, float], count: int, times: int) -> str:
