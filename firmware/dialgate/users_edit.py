@@ -41,9 +41,13 @@ def _set(st, name, password):
     if not valid_password(password):
         raise ValueError("bad password (1-128 printable characters, no spaces)")
     st._users[name] = hash_password(password, st.iterations)
+    sec = _secrets(st)
     if st.apop:
-        st._apop[name] = password
-        _save_apop(st)
+        sec[name] = password
+        _save_apop(st, sec)
+    elif name in sec:  # APOP off: the old password's secret must not outlive it (nor stay in the clear)
+        del sec[name]
+        _save_apop(st, sec)
     _save(st)
 
 
@@ -53,9 +57,21 @@ def delete(st, name):
     del st._users[name]
     st._right.pop(name, None)
     _save(st)
-    if name in st._apop:
-        del st._apop[name]
-        _save_apop(st)
+    sec = _secrets(st)
+    if name in sec:
+        del sec[name]
+        _save_apop(st, sec)
+
+
+def _secrets(st):
+    """The APOP secrets as on flash: the store holds them while APOP is on; with
+    it off they are read here, so a new password or a deleted user still drops
+    the old secret, which turning APOP on again would otherwise bring back."""
+    if st.apop:
+        return st._apop
+    from .users import _read_json
+
+    return _read_json(st.path + ".apop")
 
 
 def alias_add(st, address, targets):
@@ -93,8 +109,8 @@ def _save(st):
     _put(st.path, text)
 
 
-def _save_apop(st):
-    _put(st.path + ".apop", json.dumps(st._apop))
+def _save_apop(st, sec):
+    _put(st.path + ".apop", json.dumps(sec))
 
 
 def _put(path, text):

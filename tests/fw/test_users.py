@@ -126,6 +126,33 @@ def test_apop_secret_kept_apart_when_enabled():
         fwtest.rmtree(d)
 
 
+def test_a_password_changed_or_a_user_deleted_with_apop_off_drops_the_old_secret():
+    """With users.apop off the store does not load the secrets, but a change
+    still reaches them: else turning APOP on again would let the old password
+    in by APOP (and keep it on flash in the clear)."""
+    d = fwtest.tempdir("us")
+    p = d + "/users.json"
+    try:
+        st = UserStore(p, apop=True, iterations=1000)
+        st.add("bob", "Old-pass-1")
+        st.add("carol", "Carol-pass-1")
+        off = UserStore(p, apop=False, iterations=1000)
+        off.set_password("bob", "New-pass-2")
+        off.delete("carol")
+        on = UserStore(p, apop=True, iterations=1000)
+        assert on.apop_secret("bob") is None, "the old password still works by APOP"
+        assert on.check_password("bob", "New-pass-2") and not on.check_password("bob", "Old-pass-1")
+        on.add("carol", "Carol-pass-2")
+        assert on.apop_secret("carol") == "Carol-pass-2"
+        with open(p + ".apop") as f:
+            text = f.read()
+        assert "Old-pass-1" not in text and "Carol-pass-1" not in text, text
+        UserStore(p, apop=False, iterations=1000).add("dave", "Dave-pass-1")  # no secrets file needed to add
+        assert UserStore(p, apop=True).apop_secret("dave") is None
+    finally:
+        fwtest.rmtree(d)
+
+
 def test_names_and_passwords_are_checked():
     assert valid_user("alice") and valid_user("a.b-c_d9")
     d = fwtest.tempdir("us")
