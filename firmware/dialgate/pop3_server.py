@@ -41,13 +41,14 @@ def _int(word):
 
 
 def _name(word):
-    """A user name: printable ASCII (RFC 1939 §7 USER), else None."""
+    """A user name: printable ASCII (RFC 1939 §7 USER), else None; folded to
+    lower case, as `user add` stores every name (a client set up as "Bob")."""
     if not word or len(word) > limits.POP3_USER_NAME:
         return None
     for b in word:
         if b < 0x21 or b > 0x7E:
             return None
-    return word.decode()
+    return word.decode().lower()
 
 
 class Pop3Session(Session):

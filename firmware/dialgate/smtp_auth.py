@@ -70,6 +70,7 @@ def _login_user(s, response):
 
 def _verify(s, name, password):
     ip = s.peer[0]
+    name = name.lower()  # as `user add` stores every name (a client set up as "Bob")
     try:
         ok = s.svc.users.check_password(name, password)
     except Exception as e:

@@ -59,6 +59,19 @@ def test_user_pass_login_and_quit_in_authorization():
     split(LOGIN + b"QUIT\r\n", GREET + LOGGED + b"+OK dialgate POP3 server signing off (3 messages left)\r\n")
 
 
+def test_user_names_are_folded_to_lower_case_as_user_add_stores_them():
+    out = split(b"USER Alice\r\nPASS wonder land\r\nQUIT\r\n", None)
+    assert out.startswith(GREET + LOGGED), out
+    out = split(b"AUTH PLAIN " + _plain(b"", b"ALICE", b"wonder land") + b"\r\n", None)
+    assert out.startswith(GREET + b"+OK alice has 3 messages"), out
+    svc = service(apop=True)
+    svc.apop_stamp = lambda: "<1.2@gw.office.test>"
+    digest = binascii.hexlify(hashlib.md5(b"<1.2@gw.office.test>tanstaaf").digest())
+    s, out = one(svc, b"APOP aLiCe " + digest + b"\r\n")
+    assert out.endswith(LOGGED[len(b"+OK send PASS\r\n"):]), out
+    s.on_close()
+
+
 def test_wrong_password_and_unknown_user_same_text():
     svc = service()
     _s, out = one(svc, b"USER alice\r\nPASS nope\r\nUSER mallory\r\nPASS wonder land\r\n")

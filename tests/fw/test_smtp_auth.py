@@ -43,6 +43,13 @@ def test_auth_plain_and_login_every_form():
     )
 
 
+def test_auth_user_names_are_folded_to_lower_case_as_user_add_stores_them():
+    r = Run(LAN)
+    r.check(b"EHLO x\r\nAUTH PLAIN " + auth.b64encode(b"\x00Alice\x00wonderland") + b"\r\n",
+            G + ehlo_reply(LAN) + b"235 2.7.0 Authentication successful\r\n")
+    assert r.s.user == "alice"
+
+
 def test_auth_failures_slow_down_then_lock_out():
     svc = smtpfakes.service()
     bad = b"AUTH PLAIN " + auth.b64encode(b"\x00alice\x00wrong")
