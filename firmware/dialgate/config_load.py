@@ -96,10 +96,14 @@ def _check(key, row, v):
 def _read_json(path, what):
     try:
         compat.settle(path)  # a `config set` cut inside compat.replace on FAT
-        with open(path) as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            text = f.read().decode()  # UTF-8 whatever the locale (RFC 8259 §8.1)
     except OSError as e:
         raise ConfigError(what, "cannot read %s (%s)" % (path, e))
+    except UnicodeError:  # e.g. UTF-16 from Windows Notepad: a one-line error, not a traceback
+        raise ConfigError(what, "%s is not UTF-8 text (save it as UTF-8)" % path)
+    if text[:1] == "\ufeff":  # the byte order mark older Notepads put before UTF-8
+        text = text[1:]
     try:
         obj = json.loads(text)
     except ValueError as e:

@@ -139,6 +139,23 @@ def test_schedule_entries_are_checked_at_start_up():
 
 def test_bad_json_and_missing_file_and_profile():
     assert "not valid JSON" in _err("{nope")
+    d = fwtest.tempdir("cfg")
+    try:  # what Windows Notepad saves as "Unicode": UTF-16 with a byte order mark
+        with open(d + "/c.json", "wb") as f:
+            f.write(b"\xff\xfe" + "".join(c + "\x00" for c in '{"profile": "host"}').encode())
+        config.load(d + "/c.json")
+        raise AssertionError("UTF-16 accepted")
+    except config.ConfigError as e:
+        assert str(e) == "config: %s/c.json is not UTF-8 text (save it as UTF-8)" % d, str(e)
+    finally:
+        fwtest.rmtree(d)
+    d = fwtest.tempdir("cfg")
+    try:  # UTF-8 with a byte order mark (older Notepads): read as the UTF-8 it is
+        with open(d + "/c.json", "wb") as f:
+            f.write(b"\xef\xbb\xbf" + b'{"profile": "host"}')
+        assert config.load(d + "/c.json")["spool.path"]
+    finally:
+        fwtest.rmtree(d)
     assert _err({"profile": "no-such-board"}, None).startswith('profile: no board profile named "no-such-board"')
     try:
         config.load("/nonexistent/dialgate.json")
