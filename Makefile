@@ -21,6 +21,8 @@ DESTDIR ?=
 CONFIG ?=
 TLS_NAMES ?=
 PURGE ?=
+# make flash: a folder of more files for the board's /tls/ (the ISP's CA bundle for relay.ca_file)
+TLS ?=
 
 .PHONY: all venv run test test-py test-upy lint bench soak flash firmware console install-pi uninstall-pi clean
 
@@ -69,7 +71,7 @@ bench: $(STAMP)
 	$(PY) -m host_tools.bench
 
 flash: $(STAMP)
-	$(PY) -m host_tools.deploy --board $(BOARD) $(if $(PORT),--port $(PORT)) $(if $(CONFIG),--config $(CONFIG))
+	$(PY) -m host_tools.deploy --board $(BOARD) $(if $(PORT),--port $(PORT)) $(if $(CONFIG),--config $(CONFIG)) $(if $(TLS),--tls $(TLS))
 
 firmware: $(STAMP)
 	$(PY) -m host_tools.firmware --board $(BOARD) $(if $(MICROPY_DIR),--micropy-dir $(MICROPY_DIR)) $(if $(ROMFS),--romfs)

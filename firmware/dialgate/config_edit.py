@@ -23,8 +23,11 @@ def schema_row(key):
     raise ConfigError(key, "unknown key")
 
 
-def save_setting(cfg, key, value):
-    """`config set`: write `key` = `value` into the config file, checked first.
+def save_setting(cfg, key, value, text=None):
+    """`config set`: write `key` = `value` into the config file, checked first;
+    returns the value saved. `text`: the value as typed, saved as the string it
+    is where the key takes a string and `value` (its JSON) is not one (a phone
+    number, an all-digit password).
 
     The value is checked against its schema row; then the file is rewritten
     whole through a temporary file (fsync, atomic replace). Takes effect at the
@@ -33,8 +36,11 @@ def save_setting(cfg, key, value):
     path = cfg.path
     if not path:
         raise ConfigError(key, "this gateway was not started from a config file")
+    row = schema_row(key)
+    if text is not None and row[0] == "str" and not isinstance(value, str):
+        value = text
     # The other keys passed at start-up; this one is checked on its own.
-    _check(key, schema_row(key), value)
+    _check(key, row, value)
     if key == "domains":
         _check_domains(value)
     if key == "profile":
@@ -60,6 +66,7 @@ def save_setting(cfg, key, value):
     compat.chmod_private(tmp)
     compat.replace(tmp, path)
     compat.sync_dir(path.rsplit("/", 1)[0] if "/" in path else ".")
+    return value
 
 
 def config_set(gw, args):
@@ -71,7 +78,7 @@ def config_set(gw, args):
     except ValueError:
         value = text  # a bare word is a string: config set relay.smarthost 10.0.0.1:25
     try:
-        save_setting(gw.cfg, key, value)
+        value = save_setting(gw.cfg, key, value, text)
     except ConfigError as e:
         raise CommandError(str(e))
     except OSError as e:

@@ -144,6 +144,8 @@ def test_config_set_checks_then_saves_for_next_start():
         with open(p) as f:
             assert f.read() == before  # a refused value leaves the file as it was
         assert not compat.exists(p + ".tmp")
+        out = run(gw, "config set modem.number 5550100")  # a string key takes digits as the text they are
+        assert out[0].startswith('modem.number = "5550100" saved'), out
         gw.commands.unload()  # the next start sees the file without this gateway's console in the heap
         compat.unload("dialgate.config_edit")
         before = out = synced = real = None
