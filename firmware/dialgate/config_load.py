@@ -131,12 +131,14 @@ def _profile_path(name, config_path):
     raise ConfigError("profile", "no board profile named %s (looked in boards/)" % json.dumps(name))
 
 
-def load(path, profile=None):
+def load(path, profile=None, obj=None):
     """Read the config file at `path`, merge it over its board profile, check it.
 
     Returns a Config. Raises ConfigError(key, why) on the first problem found.
+    `obj`: check this as the file's content instead (`config set`: the file it
+    would write); that Config is not the running one (no names interned).
     """
-    user = _flatten(_read_json(path, "config"), "", {})
+    user = _flatten(_read_json(path, "config") if obj is None else obj, "", {})
     name = profile or user.get("profile", "host")
     if not isinstance(name, str) or not name:
         raise ConfigError("profile", "expected a board profile name")
@@ -145,7 +147,8 @@ def load(path, profile=None):
     for k in user:
         merged[k] = user[k]
     merged["profile"] = name
-    _intern_keys()
+    if obj is None:
+        _intern_keys()
     cfg = build(merged)
     cfg.path = path
     cfg.profile_arg = profile

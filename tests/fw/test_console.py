@@ -146,6 +146,18 @@ def test_config_set_checks_then_saves_for_next_start():
         assert not compat.exists(p + ".tmp")
         out = run(gw, "config set modem.number 5550100")  # a string key takes digits as the text they are
         assert out[0].startswith('modem.number = "5550100" saved'), out
+        with open(p) as f:
+            before = f.read()
+        # a value that fails only beside the others: refused as the next start would refuse it
+        out = run(gw, 'config set console.listen ["0.0.0.0:2323"]')
+        if compat.MICROPYTHON and out[-1] == "OK":  # 128K with a gateway loaded: no room for the whole check,
+            assert out[0].endswith("(too little heap free to check the whole file: the start checks it)"), out
+            assert run(gw, 'config set console.listen ["127.0.0.1:2323"]')[-1] == "OK"  # (said so, not silent)
+        else:
+            assert out == ["ERR console.listen: 0.0.0.0 is not a loopback address: set console.password first"], out
+        assert run(gw, "config set session.etrn [\"office.test\"]")[-1] == "OK"  # relay.smarthost is set above
+        with open(p) as f:
+            assert '"session"' in f.read()
         gw.commands.unload()  # the next start sees the file without this gateway's console in the heap
         compat.unload("dialgate.config_edit")
         before = out = synced = real = None
