@@ -202,7 +202,11 @@ def _cross_check(cfg):
     for d in v["session.etrn"]:  # RFC 1985 §3: a domain, "@domain" or "#queue"
         if not d or " " in d:
             raise ConfigError("session.etrn", "bad ETRN argument %s" % json.dumps(d))
+    if not v["hostname"]:  # (our EHLO/HELO name and greeting, RFC 5321 §4.1.4)
+        raise ConfigError("hostname", "missing required value")
     if v["isp.odmr.host"]:
+        if v["isp.odmr.port"] > 65535:
+            raise ConfigError("isp.odmr.port", "expected 1-65535")
         if not v["isp.odmr.user"]:  # RFC 2645 §5.1.2: AUTH comes before ATRN
             raise ConfigError("isp.odmr.user", "ODMR needs the provider's user name and password")
         for d in v["isp.odmr.domains"]:

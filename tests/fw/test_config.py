@@ -137,6 +137,12 @@ def test_schedule_entries_are_checked_at_start_up():
     assert _err({"schedule": {"utc_offset": 900}}).startswith("schedule.utc_offset: 900 is out of range")
 
 
+def test_an_empty_hostname_and_an_odmr_port_out_of_range_are_refused():
+    assert _err({"hostname": ""}) == "hostname: missing required value"
+    odmr = {"host": "odmr.isp.test", "user": "office", "password": "pw", "domains": ["office.test"]}
+    assert _err({"isp": {"odmr": dict(odmr, port=99999)}}) == "isp.odmr.port: expected 1-65535"
+
+
 def test_bad_json_and_missing_file_and_profile():
     assert "not valid JSON" in _err("{nope")
     d = fwtest.tempdir("cfg")
