@@ -37,13 +37,14 @@ def ensure(*pkgs: str) -> str | None:
     once take turns on a lock file (and apt waits for dpkg's own lock, which
     another apt on the machine may hold), the second seeing what the first
     installed."""
-    if not [p for p in pkgs if not _have(p)]:
+    missing = [p for p in pkgs if not _have(p)]
+    if not missing:
         return None
     if os.geteuid() != 0:
-        return f"needs {' '.join(p for p in pkgs if not _have(p))} and we are not root to apt-get install it"
+        return f"needs {' '.join(missing)} and we are not root to apt-get install it"
     with open(os.path.join(tempfile.gettempdir(), "dialgate-apt.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _install([p for p in pkgs if not _have(p)])
+        return _install([p for p in missing if not _have(p)])  # (what the lock's last holder left)
 
 
 def _install(missing: list[str]) -> str | None:
