@@ -18,9 +18,24 @@ from . import compat
 _RECV_MAX = 65536
 
 
+def hold_nothing(transport):
+    """Make drain() wait until the transport has queued nothing (pause_writing as
+    soon as one octet is left over, resume when none is).
+
+    The firmware writes a view of a buffer it fills again after drain() (a
+    RETR's or a relayed message's next chunk, net._flush). Python 3.12's
+    transports queue what a send() left over as a view of the caller's buffer,
+    not a copy (3.11 copied it), and drain() waits only above the high-water
+    mark (64 KiB): a client or an ISP reading slower than we write got the
+    next chunk's octets in place of the rest of this one. With the mark at
+    zero, drain() returns only when the buffer is free again."""
+    transport.set_write_buffer_limits(0)
+
+
 class Stream:
     """CPython's (reader, writer) as a MicroPython Stream: readinto, read, write,
-    drain, close, wait_closed, get_extra_info."""
+    drain, close, wait_closed, get_extra_info. A buffer written is free for
+    reuse once drain() returns (hold_nothing)."""
 
     def __init__(self, reader, writer):
         self._r = reader
@@ -28,6 +43,7 @@ class Stream:
         t = writer.transport
         if getattr(t, "max_size", 0) > _RECV_MAX:  # a plain socket transport (TLS reads through its own buffer)
             t.max_size = _RECV_MAX
+        hold_nothing(t)
 
     async def readinto(self, buf):
         data = await self._r.read(len(buf))
@@ -44,7 +60,9 @@ class Stream:
     async def drain(self):
         t = self._w.transport
         # Nothing queued and the line up: nothing to wait for (a RETR drains after
-        # every chunk). A lost connection still raises through drain().
+        # every chunk). Anything queued has paused writing (hold_nothing), so
+        # asyncio's drain waits until it has all gone. A lost connection still
+        # raises through drain().
         if t.get_write_buffer_size() or t.is_closing():
             await self._w.drain()
 

@@ -90,7 +90,10 @@ else:
         return Stream(r, w)
 
     async def start_tls(stream, ctx, server_hostname):
+        from .compat_cpython import hold_nothing
+
         await stream._w.start_tls(ctx, server_hostname=server_hostname)  # CPython >= 3.11
+        hold_nothing(stream._w.transport)  # the TLS transport that replaced the socket's
         return stream
 
 

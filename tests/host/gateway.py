@@ -42,11 +42,12 @@ class Gateway:
     `runtime`: "cpython" or "upy" (MicroPython unix port at `heap`); `mpy`: run
     the board's way, from .mpy files compiled by mpy-cross (upy only); `romfs`:
     those files in a ROMFS image (host_tools/romfs_boot.py), the heap enlarged
-    by the image (upy only).
+    by the image (upy only); `python`: the CPython that runs it (cpython only;
+    default this one).
     """
 
     def __init__(self, workdir: Path, overrides: dict | None = None, runtime: str = "cpython",
-                 heap: str = "128K", mpy: bool = False, romfs: bool = False) -> None:
+                 heap: str = "128K", mpy: bool = False, romfs: bool = False, python: str | None = None) -> None:
         self.workdir = Path(workdir)
         self.smtp_port, self.pop3_port, self.console_port = free_port(), free_port(), free_port()
         cfg = {
@@ -75,7 +76,7 @@ class Gateway:
         self.runtime = runtime
         self.console_password = ""  # set by a test that sets one: stop() logs in with it
         if runtime == "cpython":
-            cmd = [sys.executable, "-m", "dialgate", "--config", str(self.config_path)]
+            cmd = [python or sys.executable, "-m", "dialgate", "--config", str(self.config_path)]
             env = dict(os.environ, PYTHONPATH=str(ROOT / "firmware"))
             cwd = ROOT
         else:
