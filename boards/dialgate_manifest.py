@@ -14,6 +14,7 @@ package(
         "compat_tls.py",
         "compat_wdt.py",
         "config.py",
+        "config_board.py",
         "config_edit.py",
         "config_load.py",
         "console.py",

@@ -5,7 +5,8 @@ owner for what `make lint` (the feature registry's drift), `make flash`
 An edge m -> n: m imports n (`from . import n`, `from .n import x`,
 `from dialgate.n import x`), at module level or inside a function, or names
 it as a console command group (`add_lazy("word", "n")`, or a table of
-"word": "n" such as app.LAZY_COMMANDS, which the console imports by name).
+"word": "n" such as app.LAZY_COMMANDS, which the console imports by name), or
+imports it by its whole name (`__import__("dialgate.n", ...)`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ def _named(node: ast.AST, mods: set[str]) -> set[str]:
 
 
 def _by_name(node: ast.AST, mods: set[str]) -> set[str]:
-    """Modules named as strings for an import by name: add_lazy("w", "m") and {"w": "m", ...}."""
+    """Modules named as strings for an import by name: add_lazy("w", "m"), {"w": "m", ...}
+    and __import__("dialgate.m", ...)."""
+    if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "__import__" and node.args:
+        a = node.args[0]
+        if isinstance(a, ast.Constant) and isinstance(a.value, str) and a.value.startswith("dialgate."):
+            return {a.value[len("dialgate."):]} & mods
     if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "add_lazy":
         if len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and node.args[1].value in mods:
             return {node.args[1].value}

@@ -150,6 +150,14 @@ def load(path, profile=None, obj=None):
     if obj is None:
         _intern_keys()
     cfg = build(merged)
+    if compat.MICROPYTHON:
+        # what a board lacks (config_board), imported by a string: `from .config_board`
+        # would add a name to this module's own, interned with it in every test's
+        # config.build, and one name can tip a 128K test into a new qstr pool
+        try:
+            __import__("dialgate.config_board", None, None, ("check",)).check(cfg._v)
+        finally:
+            compat.unload("dialgate.config_board")
     cfg.path = path
     cfg.profile_arg = profile
     return cfg

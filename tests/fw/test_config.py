@@ -124,7 +124,7 @@ def test_pop3_multidrop_keys_are_checked():
 
 
 def test_old_relay_etrn_key_still_works_with_a_deprecation_line():
-    cfg = fwtest.host_config({"relay.etrn": ["office.test"], "relay.smarthost": "isp.test:25"})
+    cfg = fwtest.host_config({"relay.etrn": ["office.test"], "relay.smarthost": "isp.test:25", "relay.tls": "none"})
     assert cfg["session.etrn"] == ["office.test"]
     assert cfg.deprecated == ["relay.etrn is deprecated: it is now session.etrn (used as that)"]
     assert _err({"relay": {"etrn": ["a.test"], "smarthost": "isp.test:25"},
@@ -141,6 +141,46 @@ def test_an_empty_hostname_and_an_odmr_port_out_of_range_are_refused():
     assert _err({"hostname": ""}) == "hostname: missing required value"
     odmr = {"host": "odmr.isp.test", "user": "office", "password": "pw", "domains": ["office.test"]}
     assert _err({"isp": {"odmr": dict(odmr, port=99999)}}) == "isp.odmr.port: expected 1-65535"
+
+
+def _board_err(over):
+    """config_board's refusal (the board-only start-up check) for the host profile's
+    flat keys with `over`, on either runtime; "" where it has none."""
+    from dialgate import config_board
+
+    v = dict(fwtest.host_config()._v)
+    v.update(over)
+    try:
+        config_board.check(v)
+    except config.ConfigError as e:
+        return str(e)
+    return ""
+
+
+def test_a_board_is_told_at_start_what_it_lacks_for_mx_routing_and_verified_tls():
+    # no system resolver: MX routing needs relay.resolver
+    assert _board_err({"relay.route": "mx"}) == "relay.resolver: a board has no system resolver: name a DNS server for relay.route mx"
+    assert _board_err({"relay.route": "mx", "relay.resolver": "192.0.2.53", "relay.tls": "opportunistic"}) == ""
+    # no CA store: TLS that must be verified needs relay.ca_file, for whoever requires TLS
+    smart = {"relay.smarthost": "smtp.isp.test:587", "relay.tls": "starttls"}
+    assert _board_err(smart) == ("relay.ca_file: a board has no CA store: name the CA's file (make flash TLS=DIR) "
+                                 "for relay.tls starttls with relay.tls_verify")
+    assert _board_err(dict(smart, **{"relay.ca_file": "/tls/isp.pem"})) == ""
+    assert _board_err(dict(smart, **{"relay.tls_verify": False})) == ""
+    assert _board_err(dict(smart, **{"relay.tls": "opportunistic"})) == ""  # no context unless offered
+    assert _board_err({"relay.smarthost": "", "relay.tls": "implicit"}) == ""  # nothing relays
+    pop = {"relay.smarthost": "", "isp.pop3.host": "pop.isp.test", "isp.pop3.tls": "implicit"}
+    assert _board_err(pop).endswith("for isp.pop3.tls implicit with relay.tls_verify")
+    assert _board_err(dict(pop, **{"isp.pop3.tls": "none"})) == ""
+    odmr = {"relay.smarthost": "", "isp.odmr.host": "odmr.isp.test", "relay.tls": "starttls"}
+    assert _board_err(odmr).endswith("for relay.tls starttls with relay.tls_verify")
+    # at start, only where the runtime lacks them: CPython has both
+    from dialgate import compat
+
+    if compat.MICROPYTHON:
+        assert _err({"relay": {"route": "mx"}}).startswith("relay.resolver: a board has no system resolver")
+    else:
+        assert fwtest.host_config({"relay.route": "mx"})["relay.resolver"] == ""
 
 
 def test_bad_json_and_missing_file_and_profile():
