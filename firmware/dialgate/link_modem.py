@@ -23,7 +23,7 @@ class ModemLink(Link):
         self.port = None
         self.dialer = None
         self.watch = None
-        self.last_call = None
+        self.last_call = None  # a dial that failed: its modem.Call (shed once up)
 
     def _open(self):
         from .modem_port import open_port
@@ -71,7 +71,19 @@ class ModemLink(Link):
             await self._close(True)
             return outcome
         self.watch = asyncio.create_task(self._watch())
+        self._shed_dialer()
         return UP
+
+    def _shed_dialer(self):
+        """Once the line is up, the dialler and its result tables go until the
+        hang-up loads them again (`_close`): on a board that unloads idle
+        features (board.unload_after) that is heap the call's queue run and the
+        ISP's delivery need (docs/architecture.md, "Memory"). Nothing of theirs
+        is kept: `dial_results` is strings."""
+        self.dialer = self.last_call = None
+        if self.cfg["board.unload_after"] > 0:
+            compat.unload("dialgate.modem_dialer")
+            compat.unload("dialgate.modem")
 
     async def _connected(self):
         return UP
@@ -162,8 +174,13 @@ class ModemLink(Link):
         self._count()
         try:
             await self._disconnecting()
-            if hang_up and self.dialer is not None:
-                await self.dialer.hangup()
+            if hang_up:
+                dialer = self.dialer
+                if dialer is None:  # up: shed once connected (_shed_dialer)
+                    from .modem_dialer import Dialer
+
+                    dialer = Dialer(port, self.st)
+                await dialer.hangup()
                 self._count()  # the final counts arrive with the hang-up
         finally:
             self.port = None
