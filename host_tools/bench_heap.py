@@ -87,11 +87,15 @@ def _heap(c: ConsoleClient) -> int:
     return used
 
 
-def day(heap_k: int, romfs: bool = False) -> tuple[list[tuple[str, int]], str]:
+def day(heap_k: int, romfs: bool = False, poll: bool = False) -> tuple[list[tuple[str, int]], str]:
     """Run the office day at `heap_k` KiB. Returns ([(step, heap used)], failure or "").
 
     `romfs`: the code in a ROMFS image (run_host --romfs): the heap is enlarged
-    by the image, and the figures here are without it (romfs_boot.py)."""
+    by the image, and the figures here are without it (romfs_boot.py).
+    `poll`: through the call, ask the console for the heap all the time and add
+    the highest figure as the step "call peak" (the ISP's delivery after ETRN
+    comes between the other steps). Not in the search for the least heap: each
+    poll's collection would tidy the heap a board does not get tidied."""
     done: list[tuple[str, int]] = []
     with tempfile.TemporaryDirectory(prefix="dg-bench-heap-") as tmp:
         d = Path(tmp)
@@ -127,11 +131,20 @@ def day(heap_k: int, romfs: bool = False) -> tuple[list[tuple[str, int]], str]:
             with smtplib.SMTP("127.0.0.1", 2525, timeout=30) as s:
                 s.sendmail("bob@office.test", ["far@example.net"], "Subject: out\r\n\r\nhello over the modem\r\n")
             internet = d / "isp" / "internet"
-            if not _wait(lambda: list(internet.glob("*.eml")), 60):
+            peak = [0]
+
+            def sample() -> None:
+                if poll:
+                    peak[0] = max(peak[0], _heap(c))
+
+            if not _wait(lambda: sample() or list(internet.glob("*.eml")), 60):
                 raise RuntimeError("the outside message did not reach the ISP")
             done.append(("call+relay", _heap(c)))
-            if not _wait(lambda: any(x.startswith("last call: idle: ok") for x in c.command("status")[1]), 60):
+            if not _wait(lambda: sample() or any(x.startswith("last call: idle: ok") for x in c.command("status")[1]),
+                         60):
                 raise RuntimeError("the call did not end by itself: " + " | ".join(c.command("status")[1]))
+            if poll:
+                done.append(("call peak", max(peak[0], done[-1][1])))
             done.append(("hangup", _heap(c)))
             _rest()
             done.append(("idle", _heap(c)))
@@ -339,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     found = {}
     peaks = {}  # romfs -> (step, heap in use) of the day's highest figure
     for romfs, label, target in ((False, "stock firmware, .mpy files", 160), (True, "code in ROMFS", 96)):
-        steps, why = day(big, romfs)
+        steps, why = day(big, romfs, poll=True)
         print(f"office day under MicroPython at {big}K, {label} ({'ok' if not why else why}):")
         prev = 0
         for name, used in steps:

@@ -48,6 +48,8 @@ SHARED = (
     ("limits", ("auth", "header_scan", "multidrop", "pop3_client", "pop3_server", "pop3_service",
                 "smtp_addr", "smtp_auth", "smtp_server"), ()),
     ("compat_tls", ("compat_relay",), ()),
+    ("retry", ("bounce", "relay_run"), ()),  # also in functions: the call's date, the cost log, `queue`
+    ("net_out", (), ()),  # only in functions: outbound connections, STARTTLS, ATRN, refusals
 )
 
 

@@ -59,7 +59,7 @@ class Relay:
         cfg = gw.cfg
         self.cfg = cfg
         self.outq = gw.outq
-        self.policy = None  # retry.RetryPolicy, made on the first run
+        self.policy = None  # retry.RetryPolicy, made for each run (relay_run.run_once)
         self.state = RelayState(gw.spool)
         self.running = False
         self.tried = {}  # ids tried in this online session
@@ -74,7 +74,7 @@ class Relay:
         self.round_trips = 0  # client turns in the last run
         self.etrn_results = []  # [(code, text)] of the last run's ETRN commands
         self.greeting = b""  # the smarthost's last 220 text (the session may take the time from it)
-        self.rbuf = None
+        self.rbuf = None  # a run's read buffer (read_buffer), dropped when the run ends
         self.ctx = None
 
     def link_up(self):

@@ -69,8 +69,7 @@ async def run_once(rl, etrn=None):
     """Try every due message once; counters and the summary line land on `rl` (the Relay).
     `etrn` domains are asked for on the smarthost connection, after the queue
     (one connection, one TLS handshake for both: online minutes cost money)."""
-    if rl.policy is None:
-        rl.policy = RetryPolicy.from_config(rl.cfg)
+    rl.policy = RetryPolicy.from_config(rl.cfg)  # the run's own, like its buffer (dropped below)
     rl.running = True
     st = rl.state
     before = (st.delivered, st.deferred, st.bounced)
@@ -90,6 +89,9 @@ async def run_once(rl, etrn=None):
             conns += await deliver(rl, domain, gids, now, etrn if domain is None else None)
     finally:
         rl.running = False
+        # nothing of the run stays for the rest of the call: the ISP's delivery
+        # after ETRN (the call's peak) finds retry's code and the read buffer gone
+        rl.policy = rl.rbuf = None
         st.save()
     rl.run_delivered = st.delivered - before[0]
     rl.run_deferred = st.deferred - before[1]

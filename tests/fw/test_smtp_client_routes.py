@@ -37,6 +37,7 @@ def test_mx_route_one_connection_per_domain():
         run(gw)
         hosts = [s.host for s in gw.servers]
         assert hosts == ["mx1.example.com", "mx2.example.net"]
+        assert gw.relay.policy is None and gw.relay.rbuf is None  # nothing of the run stays for the call
         assert len(gw.servers[0].messages) == 2 and len(gw.servers[1].messages) == 1
         assert gw.outq.ids() == []
     finally:

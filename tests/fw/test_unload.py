@@ -188,12 +188,15 @@ def test_a_queue_runs_code_goes_when_its_flush_ends():
 
     gw, d = _gw("ulq")
     try:
+        import dialgate.net_out  # noqa: F401
         import dialgate.relay_run  # noqa: F401 - what a queue run loads
         import dialgate.smtp_client  # noqa: F401
 
         n = gw.unloads
         assert unload_now(gw, "relay_run")
         assert "dialgate.relay_run" not in sys.modules and "dialgate.smtp_client" not in sys.modules
+        # and what it shares with the core only in functions (app_unload.SHARED)
+        assert "dialgate.retry" not in sys.modules and "dialgate.net_out" not in sys.modules
         assert gw.unloads == n + 1
         assert not unload_now(gw, "relay_run")  # nothing loaded: nothing to do
     finally:
