@@ -95,14 +95,21 @@ class Gateway:
         # ESMTP server (docs/smtp.md)
         from .smtp_server import SmtpService
 
-        return SmtpService(self.cfg, self.spool, self.router, self.users, self.server_tls,
+        return SmtpService(self.cfg, self.spool, self.router, self.users, self._tls_offer(),
                            lambda: self.auth_throttle)  # shared with POP3, loaded on the first AUTH
 
     def _pop3(self):
         # POP3 server (docs/pop3.md); STLS (RFC 2595) uses the SMTP certificate.
         from .pop3_service import Pop3Service
 
-        return Pop3Service(self.cfg, self.maildrops, self.users, self.auth_throttle, self.server_tls, VERSION)
+        return Pop3Service(self.cfg, self.maildrops, self.users, self.auth_throttle, self._tls_offer(), VERSION)
+
+    def _tls_offer(self):
+        """What the LAN servers offer STARTTLS / STLS with: a function giving the
+        context (`server_tls`, made on the first STARTTLS, not for every
+        session: about 6 KB of a board's heap that the ISP's delivery after ETRN,
+        the call's peak, needs only if it asks for TLS), or None without a certificate."""
+        return (lambda: self.server_tls) if self.cfg["smtp.tls_cert"] else None
 
     def _link(self):
         # link.py: up()/down()/is_up()/describe(); no I/O until up()
@@ -132,7 +139,10 @@ class Gateway:
         cfg = self.cfg
         compat.makedirs(cfg["spool.path"])
         self.spool.recover()
-        self.server_tls = self._server_tls("smtp")
+        ctx = self._server_tls("smtp")  # a certificate that does not load stops the start
+        if cfg["board.unload_after"] <= 0:
+            self.server_tls = ctx  # kept; a board that unloads makes it again on the first STARTTLS
+        ctx = None
         admit = self._admit_smtp if cfg["board.unload_after"] > 0 else None
         for h, p in cfg.addrs("smtp.listen"):
             await self._listen("smtp", h, p, lambda peer: self.smtp.session(peer), admit)
@@ -151,9 +161,10 @@ class Gateway:
     def _server_tls(self, kind, starting=True):
         """The LAN-side TLS context from `KIND.tls_cert`/`KIND.tls_key`, or None
         (no STARTTLS). Made in start(), where a certificate that does not load
-        stops the gateway; on a board it goes with the LAN servers' other state
-        (app_unload.LAN_STATE) and is made again for the next client, where one
-        that no longer loads is logged and that client is offered no STARTTLS."""
+        stops the gateway; on a board it is not kept from there, goes with the
+        LAN servers' other state (app_unload.LAN_STATE), and is made again at
+        the next STARTTLS, where one that no longer loads is logged and that
+        client told 454 (RFC 3207 §4; POP3: -ERR [SYS/TEMP])."""
         cert = self.cfg[kind + ".tls_cert"]
         if not cert:
             return None
@@ -166,7 +177,7 @@ class Gateway:
             why = "%s.tls_cert: cannot load %s / %s (%s)" % (kind, cert, key, e)
             if starting:
                 raise StartError(why)
-            log.error("%s; STARTTLS is not offered", why)
+            log.error("%s; STARTTLS is refused (454) until it loads", why)
             return None
         if ctx is None and starting:
             log.warn("%s.tls_cert: this runtime has no TLS; STARTTLS is not offered", kind)

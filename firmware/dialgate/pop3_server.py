@@ -203,7 +203,10 @@ class Pop3Session(Session):
             return b"-ERR TLS already active\r\n"  # RFC 2595 §4
         if self.svc.tls is None:
             return b"-ERR STLS not available\r\n"
-        self.tls = self.svc.tls  # net writes this reply, drains, upgrades, then calls on_tls()
+        ctx = self.svc.tls()  # the certificate, loaded on first use (app: the LAN state)
+        if ctx is None:
+            return b"-ERR [SYS/TEMP] TLS not available now\r\n"  # RFC 3206 §4
+        self.tls = ctx  # net writes this reply, drains, upgrades, then calls on_tls()
         return b"+OK begin TLS negotiation\r\n"
 
     def on_tls(self):

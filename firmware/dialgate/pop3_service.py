@@ -14,7 +14,8 @@ class Pop3Service:
 
     `cfg`: config.Config; `maildrops`: mailbox.Maildrops; `users`: users.UserStore;
     `throttle`: auth.AuthThrottle (shared with SMTP AUTH when the gateway passes one);
-    `tls`: the server ssl context STLS upgrades with (RFC 2595), or None: no STLS.
+    `tls`: a function giving the server ssl context STLS upgrades with (RFC 2595),
+    made on the first STLS, or None: no STLS.
     """
 
     def __init__(self, cfg, maildrops, users, throttle=None, tls=None, version="0"):

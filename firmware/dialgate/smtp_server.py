@@ -28,7 +28,9 @@ _NOT_IN_TRACE = b"()\\;\""  # octets a HELO name may not carry into Received (_g
 class SmtpService:
     """What all SMTP sessions share: config, spool, router, users, throttle, TLS.
 
-    `tls`: a server-side ssl context (STARTTLS offered), or None. `users`: a
+    `tls`: a function giving the server-side ssl context, made when a client
+    first says STARTTLS (offered while set; None from it: 454), or None: no
+    STARTTLS. `users`: a
     users.UserStore, or None (AUTH not offered). `session(peer)` is the
     factory `net.listen` wants.
     """
@@ -426,7 +428,10 @@ class SmtpSession(Session):
             return self._bogus(b"502 5.5.1 STARTTLS not offered\r\n")
         if self.tls_active:
             return self._bogus(b"503 5.5.1 TLS already active\r\n")
-        self.tls = self.svc.tls  # net drains, upgrades, then calls on_tls()
+        ctx = self.svc.tls()  # the certificate, loaded on first use (app: the LAN state)
+        if ctx is None:
+            return b"454 4.7.0 TLS not available now\r\n"  # RFC 3207 §4
+        self.tls = ctx  # net drains, upgrades, then calls on_tls()
         return b"220 2.0.0 Ready to start TLS\r\n"
 
     # ---- AUTH (RFC 4954): smtp_auth, imported on the first AUTH --------------------

@@ -93,7 +93,7 @@ def service(drops=None, over=None, apop=False, tls_ok=False, throttle=None):
     if drops is None:
         drops = FakeMaildrops(boxes())
     th = throttle or AuthThrottle(delay_ms=100, max_delay_ms=800, lockout_after=3, lockout_ms=60000)
-    return Pop3Service(cfg, drops, FakeUsers(apop), th, TLS_CONTEXT if tls_ok else None, "test")
+    return Pop3Service(cfg, drops, FakeUsers(apop), th, (lambda: TLS_CONTEXT) if tls_ok else None, "test")
 
 
 TLS_CONTEXT = object()

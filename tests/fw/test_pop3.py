@@ -131,6 +131,11 @@ def test_plaintext_refused_from_internet_allowed_after_stls():
     # pop3.plaintext = "tls": not even the LAN without STLS; "always": anyone.
     assert service(over={"pop3.plaintext": "tls"}).session(LAN).on_line(b"USER alice") == no
     assert service(over={"pop3.plaintext": "always"}).session(WAN).on_line(b"USER a") == b"+OK send PASS\r\n"
+    # the context is made at STLS: a certificate that no longer loads gives none
+    svc.tls = lambda: None
+    s = svc.session(WAN)
+    assert b"STLS" in s.on_line(b"CAPA")  # offered: nothing is made for CAPA
+    assert s.on_line(b"STLS") == b"-ERR [SYS/TEMP] TLS not available now\r\n" and s.tls is None
 
 
 def _plain(authz, user, pw):

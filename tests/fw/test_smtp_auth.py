@@ -1,11 +1,10 @@
-"""SMTP AUTH PLAIN/LOGIN, failed-login throttling, STARTTLS state handling."""
+"""SMTP AUTH PLAIN/LOGIN and failed-login throttling (STARTTLS: test_smtp_starttls)."""
 
 import smtpfakes
-from smtpfakes import GO, LAN, OK, OUTSIDE, RCPT_OK, SENDER_OK, G, Run, ehlo_reply
+from smtpfakes import LAN, OK, OUTSIDE, G, Run, ehlo_reply
 
 import fwtest
 from dialgate import auth
-from dialgate.smtp_server import S_GREET
 
 PLAIN = auth.b64encode(b"\x00alice\x00wonderland")
 
@@ -88,36 +87,6 @@ def test_auth_over_plaintext_never_when_configured():
 def test_auth_not_offered_without_users():
     r = Run(LAN, users=False)
     r.check(b"EHLO x\r\nAUTH PLAIN\r\n", G + ehlo_reply(LAN, False) + b"502 5.5.1 AUTH not offered\r\n")
-
-
-def test_starttls_discards_early_input_and_forgets_state():
-    ctx = object()
-    r = Run(OUTSIDE, tls=ctx)
-    data = b"EHLO x\r\nSTARTTLS\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<x@example.net>\r\n" + b"x" * 600 + b"\r\n"
-    r.check(data, G + ehlo_reply(OUTSIDE, False, True) + b"220 2.0.0 Ready to start TLS\r\n")
-    s = r.s
-    assert s.tls is ctx
-    s.on_tls()  # net did the handshake
-    assert s.tls is None and s.state == S_GREET and s.tls_active
-    out = fwtest.drive(
-        s,
-        b"MAIL FROM:<a@b.example>\r\nEHLO y\r\nSTARTTLS\r\nAUTH PLAIN " + PLAIN + b"\r\nMAIL FROM:<a@b.example>\r\n"
-        b"RCPT TO:<x@example.net>\r\nDATA\r\nhi\r\n.\r\n",
-    )
-    assert out == (
-        G
-        + b"503 5.5.1 Send HELO or EHLO first\r\n"
-        + ehlo_reply(OUTSIDE, True, name="y")
-        + b"503 5.5.1 TLS already active\r\n"
-        + b"235 2.7.0 Authentication successful\r\n"
-        + SENDER_OK
-        + RCPT_OK
-        + GO
-        + b"250 2.0.0 Ok: queued as M1\r\n"
-    ), out
-    assert b" with ESMTPSA\r\n\tfor <x@example.net>;" in r.svc.spool.committed[0][3]
-    r = Run(LAN)
-    r.check(b"EHLO x\r\nSTARTTLS\r\n", G + ehlo_reply(LAN) + b"502 5.5.1 STARTTLS not offered\r\n")
 
 
 def test_overlong_sasl_response_ends_the_exchange():

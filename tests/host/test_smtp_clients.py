@@ -340,3 +340,36 @@ def test_a_board_gives_the_lan_state_back_and_starttls_auth_come_back(tmp_path, 
             (g.workdir / "log" / "dialgate.log").write_text("")  # the second round looks for its own line
     finally:
         g.stop()
+
+
+def _loaded(g: Gateway) -> list[str]:
+    ok, lines, _ = g.command("status")
+    assert ok, lines
+    return next(ln for ln in lines if ln.startswith("loaded: ")).split(";")[0].split()[1:]
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "upy"])
+def test_a_board_makes_the_tls_context_at_the_first_starttls(tmp_path, tls_files, runtime):
+    # A gateway that unloads idle features (a board) checks the certificate at
+    # start but does not keep its context: a session that never says STARTTLS
+    # (the ISP's delivery after ETRN, at the call's peak) costs no TLS heap.
+    cert, key = tls_files
+    over = {"smtp.tls_cert": str(cert), "smtp.tls_key": str(key), "board.unload_after": 600}
+    kw = {"runtime": runtime, "mpy": True, "heap": UPY_HEAP} if runtime == "upy" else {}
+    g = Gateway(tmp_path, over, **kw)
+    try:
+        assert "server_tls" not in _loaded(g)
+        with smtplib.SMTP("127.0.0.1", g.smtp_port, timeout=30, source_address=(OUTSIDE, 0)) as s:
+            assert s.ehlo()[0] == 250 and s.has_extn("starttls")  # offered without it
+            assert "smtp" in _loaded(g) and "server_tls" not in _loaded(g)
+            s.starttls(context=client_tls())
+            assert s.ehlo()[0] == 250 and not s.has_extn("starttls")
+            assert "server_tls" in _loaded(g)
+    finally:
+        g.stop()
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    (tmp_path / "bad").mkdir()
+    over = {"smtp.tls_cert": str(bad), "smtp.tls_key": str(bad), "board.unload_after": 600}
+    with pytest.raises(Exception, match="smtp.tls_cert: cannot load"):  # still refused at start
+        Gateway(tmp_path / "bad", over, **kw).stop()
