@@ -142,6 +142,8 @@ class Gateway:
         ctx = self._server_tls("smtp")  # a certificate that does not load stops the start
         if cfg["board.unload_after"] <= 0:
             self.server_tls = ctx  # kept; a board that unloads makes it again on the first STARTTLS
+        else:
+            compat.unload("dialgate.compat_tls")  # so is the code that makes it
         ctx = None
         admit = self._admit_smtp if cfg["board.unload_after"] > 0 else None
         for h, p in cfg.addrs("smtp.listen"):

@@ -218,7 +218,10 @@ def test_micropython_relays_through_postfix(isp, tmp_path, tls, upy_tree):
     Run at 192K (measured): since the BDAT pipeline and the merged data path,
     160K and 176K fail importing smtp_client with ~90 KB free, on what is most
     likely a new qstr pool (MicroPython reports its size in entries, 640) that
-    finds no contiguous block; docs/architecture.md "Memory"."""
+    finds no contiguous block; docs/architecture.md "Memory". upy_relay.py
+    therefore interns every firmware name first, as a board's gateway does at
+    start: without that, 192K failed the same way under pytest's workers (their
+    longer paths are longer names), with 110 KB free."""
     import subprocess
     import sys
     from pathlib import Path

@@ -359,6 +359,8 @@ def test_a_board_makes_the_tls_context_at_the_first_starttls(tmp_path, tls_files
     g = Gateway(tmp_path, over, **kw)
     try:
         assert "server_tls" not in _loaded(g)
+        ok, lines, _ = g.command("memory")
+        assert ok and " compat_tls " not in next(ln for ln in lines if ln.startswith("modules: ")) + " ", lines
         with smtplib.SMTP("127.0.0.1", g.smtp_port, timeout=30, source_address=(OUTSIDE, 0)) as s:
             assert s.ehlo()[0] == 250 and s.has_extn("starttls")  # offered without it
             assert "smtp" in _loaded(g) and "server_tls" not in _loaded(g)
