@@ -44,6 +44,7 @@ class Gateway:
         self.cfg = cfg
         self.restart = False  # the console's `restart`: main() starts the gateway again
         self.unapplied = []  # keys `config set` saved since the start (in force after a restart)
+        self.tls = None  # what STARTTLS/STLS are offered with (_tls_offer), set once start() loads the certificate
         self.net = Net(compat.io_buffer(cfg["board.buffer"]), cfg["net.max_connections"], cfg["net.backlog"])
         self.commands = Commands()
         add_base_commands(self.commands)
@@ -95,21 +96,21 @@ class Gateway:
         # ESMTP server (docs/smtp.md)
         from .smtp_server import SmtpService
 
-        return SmtpService(self.cfg, self.spool, self.router, self.users, self._tls_offer(),
+        return SmtpService(self.cfg, self.spool, self.router, self.users, self.tls,
                            lambda: self.auth_throttle)  # shared with POP3, loaded on the first AUTH
 
     def _pop3(self):
         # POP3 server (docs/pop3.md); STLS (RFC 2595) uses the SMTP certificate.
         from .pop3_service import Pop3Service
 
-        return Pop3Service(self.cfg, self.maildrops, self.users, self.auth_throttle, self._tls_offer(), VERSION)
+        return Pop3Service(self.cfg, self.maildrops, self.users, self.auth_throttle, self.tls, VERSION)
 
     def _tls_offer(self):
-        """What the LAN servers offer STARTTLS / STLS with: a function giving the
-        context (`server_tls`, made on the first STARTTLS, not for every
-        session: about 6 KB of a board's heap that the ISP's delivery after ETRN,
-        the call's peak, needs only if it asks for TLS), or None without a certificate."""
-        return (lambda: self.server_tls) if self.cfg["smtp.tls_cert"] else None
+        """`self.tls` where start() made a context: what the LAN servers offer
+        STARTTLS / STLS with, called at the command. The context (`server_tls`)
+        is made then, not for every session: about 6 KB of a board's heap that
+        the ISP's delivery after ETRN, the call's peak, needs only if it asks for TLS."""
+        return self.server_tls
 
     def _link(self):
         # link.py: up()/down()/is_up()/describe(); no I/O until up()
@@ -181,8 +182,10 @@ class Gateway:
                 raise StartError(why)
             log.error("%s; STARTTLS is refused (454) until it loads", why)
             return None
-        if ctx is None and starting:
-            log.warn("%s.tls_cert: this runtime has no TLS; STARTTLS is not offered", kind)
+        if starting:  # offered only where a context loads: not in a runtime without TLS
+            self.tls = self._tls_offer if ctx is not None else None
+            if ctx is None:
+                log.warn("%s.tls_cert: this runtime has no TLS; STARTTLS is not offered", kind)
         return ctx
 
     async def _listen(self, kind, host, port, factory, admit=None):

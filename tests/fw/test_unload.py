@@ -277,3 +277,22 @@ def test_a_call_drops_the_lan_servers_no_one_is_using():
     finally:
         gw.net.conns.clear()
         fwtest.rmtree(d)
+
+
+def test_starttls_is_offered_only_where_the_start_made_a_context():
+    # a certificate configured, but a runtime without TLS (tls_server_context
+    # gives None): the start warns, and no session offers STARTTLS
+    import dialgate.compat_tls as ct
+
+    d = fwtest.tempdir("ultls")
+    gw = Gateway(fwtest.host_config({"spool.path": d, "board.unload_after": 1, "smtp.tls_cert": d + "/c.pem"}))
+    real = ct.tls_server_context
+    ct.tls_server_context = lambda cert, key: None
+    try:
+        assert gw._server_tls("smtp") is None and gw.tls is None  # (what start() asks)
+        out = fwtest.drive(gw.smtp.session(LAN), b"EHLO pc\r\nSTARTTLS\r\n", 64)
+        assert b"250-STARTTLS" not in out and out.endswith(b"502 5.5.1 STARTTLS not offered\r\n"), out
+    finally:
+        ct.tls_server_context = real
+        fwtest.rmtree(d)
+
